@@ -1,0 +1,1 @@
+"""Shared foundations: validation, atomic I/O, random number generators, Gaussian expectations."""

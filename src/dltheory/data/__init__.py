@@ -1,0 +1,1 @@
+"""Data sets (see :func:`dltheory.data.load`)."""

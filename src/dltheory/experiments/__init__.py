@@ -1,0 +1,1 @@
+"""Reproduced results, one module per experiment (contract in :mod:`dltheory.experiments.base`)."""

@@ -1,0 +1,1 @@
+"""PyTorch adapters of the theory: initializers, models, optimizers, Jacobian spectra, diagnostics."""
