@@ -4,7 +4,7 @@
 |---|---|---|
 | ``mnist``, ``fashion-mnist`` | uint8 ``[N, 28, 28]`` (60,000 train / 10,000 test) | int64 ``[N]`` in 0..9 |
 | ``cifar10`` | uint8 ``[N, 3, 32, 32]`` (50,000 / 10,000) | int64 ``[N]`` in 0..9 |
-| ``digits`` | float64 ``[N, 8, 8]`` in 0..16 (scikit-learn's 1,797 digits; split by a seeded 80/20 cut) | int64 |
+| ``digits`` | float64 ``[N, 8, 8]`` in 0..16 (sklearn, 1,797 digits, seeded 80/20 split) | int64 |
 | ``gas-sensor`` | float64 ``[N, 128]`` sensor features | float64 ``[N]`` concentration (ppmv) |
 | ``gaussian-mixture`` | float64 ``[n, p]`` | int64 ``[n]`` class index |
 """
@@ -68,7 +68,9 @@ def idx_remote_files(dataset: str, split: str) -> tuple[RemoteFile, RemoteFile]:
     return tuple(RemoteFile(n, tuple(m + n for m in mirrors), files[n]) for n in names)  # type: ignore[return-value]
 
 
-def load_idx_dataset(dataset: str, split: str = "train", *, download: bool = True, progress: bool = False) -> Arrays:
+def load_idx_dataset(
+    dataset: str, split: str = "train", *, download: bool = True, progress: bool = False
+) -> Arrays:
     """MNIST-format data set: uint8 images ``[N, 28, 28]`` and int64 labels ``[N]``."""
     check_choice("split", split, SPLITS)
     files = idx_remote_files(dataset, split)
@@ -129,8 +131,13 @@ def load_digits(split: str = "train", *, seed: int = 0, test_fraction: float = 0
     return x[chosen], y[chosen]
 
 
-def load_gas_sensor(split: str = "all", *, gas: str | None = "Ethanol", batches: tuple[int, ...] | None = None,
-                    return_batch: bool = False) -> Arrays | tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_gas_sensor(
+    split: str = "all",
+    *,
+    gas: str | None = "Ethanol",
+    batches: tuple[int, ...] | None = None,
+    return_batch: bool = False,
+) -> Arrays | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """UCI "Gas Sensor Array Drift at Different Concentrations": features float64 ``[N, 128]`` (16 sensors x
     8 features), target the concentration in ppmv. ``gas=None`` keeps every gas. Batches 7 and 10 of the
     original 10 are missing from the offline copy (1,316 Ethanol rows instead of the paper's 2,565)."""
@@ -150,7 +157,9 @@ def load_gas_sensor(split: str = "all", *, gas: str | None = "Ethanol", batches:
         header = next(reader)
         if header[:3] != ["batch", "gas", "concentration"] or len(header) != 131:
             raise ValueError(f"{directory / GAS_SENSOR_FILE}: unexpected header {header[:4]}...")
-        rows = [r for r in reader if (gas is None or r[1] == gas) and (batches is None or int(r[0]) in batches)]
+        rows = [
+            r for r in reader if (gas is None or r[1] == gas) and (batches is None or int(r[0]) in batches)
+        ]
     batch_ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
     y = np.array([float(r[2]) for r in rows], dtype=np.float64)
     x = np.array([[float(v) for v in r[3:]] for r in rows], dtype=np.float64).reshape(len(rows), 128)

@@ -14,10 +14,12 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from dltheory.core.io import atomic_open
+from dltheory.core.progress import progress_bar
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -63,7 +65,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(remote: RemoteFile, destination_dir: Path, *, progress: bool = False, timeout: float = 60.0) -> Path:
+def download(
+    remote: RemoteFile, destination_dir: Path, *, progress: bool = False, timeout: float = 60.0
+) -> Path:
     """Fetch ``remote`` into ``destination_dir``, trying each mirror in turn.
 
     The bytes are hashed while streaming to a temporary file; only a file whose sha256 matches is moved
@@ -84,26 +88,15 @@ def _fetch_verified(url: str, target: Path, sha256: str, *, progress: bool, time
     digest = hashlib.sha256()
     with urllib.request.urlopen(url, timeout=timeout) as response, atomic_open(target, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
-        bar = _progress(target.name, total) if progress else None
-        try:
+        with ExitStack() as stack:
+            bar = stack.enter_context(progress_bar(f"downloading {target.name}", total)) if progress else None
             for chunk in iter(lambda: response.read(1 << 16), b""):
                 digest.update(chunk)
                 out.write(chunk)
                 if bar is not None:
-                    bar[0].update(bar[1], advance=len(chunk))
-        finally:
-            if bar is not None:
-                bar[0].stop()
+                    bar.advance(len(chunk))
         if digest.hexdigest() != sha256:
             raise ValueError(f"sha256 mismatch (expected {sha256}, got {digest.hexdigest()}); file discarded")
-
-
-def _progress(label: str, total: int | None):  # type: ignore[no-untyped-def]
-    from rich.progress import Progress
-
-    bar = Progress(transient=True)
-    bar.start()
-    return bar, bar.add_task(f"downloading {label}", total=total)
 
 
 def locate(

@@ -99,7 +99,9 @@ def config_with_overrides(config: Any, overrides: dict[str, str]) -> Any:
     changes: dict[str, Any] = {}
     for key, raw in overrides.items():
         if key not in fields:
-            raise ValueError(f"unknown config key {key!r} for {type(config).__module__}; valid keys: {sorted(fields)}")
+            raise ValueError(
+                f"unknown config key {key!r} for {type(config).__module__}; valid keys: {sorted(fields)}"
+            )
         changes[key] = _parse_like(key, raw, getattr(config, key))
     return dataclasses.replace(config, **changes)
 
