@@ -10,6 +10,8 @@ import numpy as np
 
 def _describe(value: Any) -> str:
     if isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            return repr(value.item())
         if value.size <= 6:
             return f"array {value.tolist()!r}"
         return f"array of shape {value.shape} (min {np.nanmin(value)!r}, max {np.nanmax(value)!r})"

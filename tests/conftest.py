@@ -1,0 +1,34 @@
+"""Shared test set-up: the data search path points at ../shared/data when the caller has not set it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if "DLTHEORY_DATA" not in os.environ and SHARED_DATA.is_dir():
+    os.environ["DLTHEORY_DATA"] = str(SHARED_DATA)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def has_dataset(name: str, files: tuple[str, ...]) -> bool:
+    from dltheory.data.sources import find_dataset_dir
+
+    return find_dataset_dir(name, files) is not None
+
+
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+               "t10k-labels-idx1-ubyte.gz")
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """A private, empty user cache and a data path with nothing on it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("DLTHEORY_DATA", str(tmp_path / "data"))
+    return tmp_path
