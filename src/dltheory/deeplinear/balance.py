@@ -63,6 +63,7 @@ def balanced_factors(
     hidden_widths: Sequence[int] | None = None,
     *,
     rng: np.random.Generator | None = None,
+    truncate: bool = False,
 ) -> list[np.ndarray]:
     """Exactly balanced factors ``[W_1, ..., W_N]`` whose product is ``target`` (shape ``(m, n)``).
 
@@ -71,8 +72,10 @@ def balanced_factors(
     ``W_N = U S^{1/N} Q_{N-1}^T``. Then every ``W_{j+1}^T W_{j+1} = W_j W_j^T = Q_j S^{2/N} Q_j^T`` (the
     balanced initialisation of Arora, Cohen, Golowich & Hu 2019, procedure 1).
 
-    ``hidden_widths`` (N - 1 integers, default ``[min(m, n)] * (N - 1)``) must be at least ``rank(target)``;
-    the ``Q_j`` are Haar-random when ``rng`` is given and the first columns of the identity otherwise.
+    ``hidden_widths`` (N - 1 integers, default ``[min(m, n)] * (N - 1)``) must be at least ``rank(target)``,
+    unless ``truncate=True``: then the product is the best approximation of ``target`` of rank
+    ``min(hidden_widths)`` (Eckart-Young: the largest singular values are kept). The ``Q_j`` are
+    Haar-random when ``rng`` is given and the first columns of the identity otherwise.
     """
     w = check_weight_matrix("target", target)
     n_layers = check_depth(depth)
@@ -90,7 +93,7 @@ def balanced_factors(
         return [w.copy()]
     rank = int(np.sum(s > s.max(initial=0.0) * max(m, n) * np.finfo(np.float64).eps))
     keep = min([k, *widths])
-    if keep < rank:
+    if keep < rank and not truncate:
         raise ValueError(
             f"hidden_widths must be >= rank(target) = {rank} to represent target exactly, got {list(widths)}"
         )
