@@ -1,0 +1,188 @@
+"""Mean-field theory of deep convolutional networks with circular padding (Xiao et al. 2018, section 2.2
+and appendix; numpy only).
+
+Layer ``h^{l+1}_{j,a} = sum_i sum_b w_ij(b) phi(h^l_{i,a+b}) + bias_j`` with
+``w_ij(b) ~ N(0, sigma_w2 v_b / C)`` over C input channels, a kernel *variance profile* v over the taps b
+(sum_b v_b = 1) and circular padding.
+Over infinitely many channels the covariance of the pre-activations across spatial positions obeys
+(Xiao et al. 2018, eqs. 2.4-2.6)::
+
+    Sigma^{l+1} = A_v * C(Sigma^l),
+    C(Sigma)_{a,a'} = sigma_w2 E_{h ~ N(0, Sigma)}[phi(h_a) phi(h_a')] + sigma_b2,
+    [A_v * S]_{a,a'} = sum_b v_b S_{a+b, a'+b}        (positions mod the spatial size).
+
+The fixed point is the fully-connected one (q* on the diagonal, q* c* off it). Linearised around it,
+A_v is diagonal in the Fourier basis over the *joint* position a (for every lag a' - a) with eigenvalues
+``lambda_m = sum_b v_b exp(2 pi i m.b / n)`` (the discrete Fourier transform of v), so a perturbation of the
+correlations in spatial mode m is multiplied by ``chi_c lambda_m`` per layer and one of the variances by
+``chi_q lambda_m`` with ``chi_q = sigma_w2 dE[phi^2]/dq`` at q*. Per-mode depth scales:
+``xi_{c,m} = -1 / log(chi_c |lambda_m|)``, ``xi_{q,m} = -1 / log(chi_q |lambda_m|)``. The delta profile
+(all variance on the centre tap) has lambda_m = 1 for every m: every spatial mode propagates as far as the
+fully-connected signal. Non-delta profiles damp the non-zero modes even at criticality.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from dltheory.core.validation import as_float_array, check_choice, check_int, check_positive
+from dltheory.signalprop.meanfield import ActivationLike, _inverse_log, _kernel, covariance_map, fixed_point
+
+PROFILE_KINDS = ("delta", "uniform")
+
+
+def variance_profile(spec: str | Any, kernel_size: int = 3, ndim: int = 2) -> np.ndarray:
+    """Kernel variance profile v over the taps, shape ``(kernel_size,) * ndim``, summing to 1.
+
+    ``spec``: ``"delta"`` (all variance on the centre tap; kernel_size must be odd), ``"uniform"``
+    (v_b = 1 / kernel_size^ndim, the ordinary Gaussian init) or an array of non-negative weights with
+    odd side lengths that sums to 1 (its shape then defines kernel_size and ndim).
+    """
+    if isinstance(spec, str):
+        check_choice("spec", spec, PROFILE_KINDS)
+        size = check_int("kernel_size", kernel_size, minimum=1)
+        dims = check_int("ndim", ndim, minimum=1)
+        if size % 2 == 0:
+            raise ValueError(
+                f"kernel_size must be odd (the centre tap is ambiguous for even sizes), got {size}"
+            )
+        shape = (size,) * dims
+        if spec == "uniform":
+            return np.full(shape, 1.0 / size**dims)
+        profile = np.zeros(shape)
+        profile[(size // 2,) * dims] = 1.0
+        return profile
+    profile = as_float_array("profile", spec)
+    if profile.ndim == 0 or any(s % 2 == 0 for s in profile.shape):
+        raise ValueError(f"profile must be an array with odd side lengths, got shape {profile.shape}")
+    if np.any(profile < 0):
+        raise ValueError("profile entries must be >= 0 (they are variances)")
+    total = float(profile.sum())
+    if abs(total - 1.0) > 1e-9:
+        raise ValueError(f"profile must sum to 1 (pass v / v.sum()), got sum {total!r}")
+    return profile
+
+
+def _tap_offsets(profile: np.ndarray) -> list[tuple[tuple[int, ...], float]]:
+    """(offset from the centre tap, weight) for every tap with non-zero variance."""
+    centre = tuple(s // 2 for s in profile.shape)
+    taps = []
+    for index in itertools.product(*(range(s) for s in profile.shape)):
+        weight = float(profile[index])
+        if weight > 0:
+            taps.append((tuple(i - c for i, c in zip(index, centre, strict=True)), weight))
+    return taps
+
+
+def _spatial(spatial_shape: Any, ndim: int) -> tuple[int, ...]:
+    shape = (spatial_shape,) if isinstance(spatial_shape, int | np.integer) else tuple(spatial_shape)
+    if len(shape) != ndim:
+        raise ValueError(
+            f"spatial_shape must have {ndim} entries (the profile's ndim), got {spatial_shape!r}"
+        )
+    return tuple(check_int("spatial_shape", int(s), minimum=1) for s in shape)
+
+
+def mode_eigenvalues(profile: Any, spatial_shape: Any) -> np.ndarray:
+    """``lambda_m = sum_b v_b exp(2 pi i m.b / n)`` for every spatial frequency m of a map of
+    ``spatial_shape`` (Xiao et al. 2018, eq. 2.10), as a complex array of that shape (numpy FFT order:
+    m = 0 first). Real for symmetric profiles."""
+    v = variance_profile(profile)
+    shape = _spatial(spatial_shape, v.ndim)
+    grids = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    out = np.zeros(shape, dtype=np.complex128)
+    for offset, weight in _tap_offsets(v):
+        phase = sum(2.0 * np.pi * g * b / n for g, b, n in zip(grids, offset, shape, strict=True))
+        out += weight * np.exp(1j * phase)
+    return out
+
+
+def mode_depth_scales(
+    activation: ActivationLike, sigma_w2: float, sigma_b2: float, profile: Any, spatial_shape: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-mode depth scales ``(xi_q_m, xi_c_m)`` over the spatial frequencies (arrays of spatial_shape):
+    ``xi_c_m = -1 / log(chi_c |lambda_m|)``, ``xi_q_m = -1 / log(chi_q |lambda_m|)``; inf where the mode is
+    marginal (only m = 0 at criticality, or every m for the delta profile at criticality)."""
+    fp = fixed_point(activation, sigma_w2, sigma_b2)
+    if fp.q_star.ndim != 0:
+        raise ValueError("mode_depth_scales takes scalar sigma_w2 and sigma_b2")
+    kernel = _kernel(activation)
+    chi_q = float(sigma_w2) * float(kernel.moments(np.asarray(fp.q_star))[1])
+    magnitude = np.abs(mode_eigenvalues(profile, spatial_shape))
+    return _inverse_log(chi_q * magnitude), _inverse_log(float(fp.chi_c) * magnitude)
+
+
+def conv_covariance_map(
+    sigma: Any, profile: Any, activation: ActivationLike, sigma_w2: float, sigma_b2: float
+) -> np.ndarray:
+    """One layer of the spatial covariance map ``Sigma' = A_v * C(Sigma)`` (Xiao et al. 2018, eq. 2.5).
+
+    ``sigma``: covariance over positions with shape ``spatial_shape + spatial_shape`` ((n, n) in 1-D,
+    (H, W, H, W) in 2-D), symmetric positive semi-definite. Returns the same shape.
+    """
+    v = variance_profile(profile)
+    s: np.ndarray = as_float_array("Sigma", sigma)
+    ndim = v.ndim
+    if s.ndim != 2 * ndim or s.shape[:ndim] != s.shape[ndim:]:
+        raise ValueError(
+            f"Sigma must have shape spatial_shape + spatial_shape for a {ndim}-D profile, got {s.shape}"
+        )
+    check_positive("sigma_w2", sigma_w2)
+    check_positive("sigma_b2", sigma_b2, allow_zero=True)
+    n = int(np.prod(s.shape[:ndim]))
+    flat = s.reshape(n, n)
+    if not np.allclose(flat, flat.T, rtol=1e-10, atol=1e-12 * np.abs(flat).max(initial=1.0)):
+        raise ValueError("Sigma must be symmetric")
+    diag = np.diag(flat)
+    if np.any(diag < 0):
+        raise ValueError(f"Sigma must have a non-negative diagonal (variances), got min {diag.min()!r}")
+    rows, cols = np.triu_indices(n)
+    bound = np.sqrt(diag[rows] * diag[cols])
+    q_ab = np.clip(flat[rows, cols], -bound, bound)
+    new = covariance_map(activation, diag[rows], q_ab, diag[cols], sigma_w2, sigma_b2)[1]
+    square = np.empty((n, n))
+    square[rows, cols] = new
+    square[cols, rows] = new
+    mapped = square.reshape(s.shape)
+    out = np.zeros_like(mapped)
+    axes = tuple(range(2 * ndim))
+    for offset, weight in _tap_offsets(v):
+        shift = tuple(-b for b in offset) * 2
+        out += weight * np.roll(mapped, shift, axis=axes)
+    return out
+
+
+def propagate_covariance(
+    sigma: Any, profile: Any, activation: ActivationLike, sigma_w2: float, sigma_b2: float, depth: int
+) -> np.ndarray:
+    """Iterate :func:`conv_covariance_map` ``depth`` times; returns the stack of shape
+    (depth + 1, *Sigma.shape) (layer 0 is the input covariance)."""
+    layers = check_int("depth", depth, minimum=0)
+    current = as_float_array("Sigma", sigma)
+    out = [current]
+    for _ in range(layers):
+        current = conv_covariance_map(current, profile, activation, sigma_w2, sigma_b2)
+        out.append(current)
+    return np.stack(out)
+
+
+def spatial_mode_power(sigma: Any, ndim: int) -> np.ndarray:
+    """Fourier decomposition over the joint position of a spatial covariance: for each lag d (flattened)
+    and frequency m, ``|sum_a exp(-2 pi i m.a / n) Sigma_{a, a+d}|`` / number of positions. Shape
+    ``spatial_shape + spatial_shape`` = (frequency m..., lag d...). Mode m = 0 is the translation-invariant
+    part; the others carry position-dependent (spatial) information."""
+    s = as_float_array("Sigma", sigma)
+    dims = check_int("ndim", ndim, minimum=1)
+    spatial = s.shape[:dims]
+    n = int(np.prod(spatial))
+    flat = s.reshape(n, n)
+    index = np.arange(n).reshape(spatial)
+    lagged = np.empty(spatial + spatial)
+    for lag in itertools.product(*(range(k) for k in spatial)):
+        partner = np.roll(index, tuple(-d for d in lag), axis=tuple(range(dims)))
+        lagged[(Ellipsis,) + lag] = flat[index.reshape(-1), partner.reshape(-1)].reshape(spatial)
+    spectrum = np.fft.fftn(lagged, axes=tuple(range(dims))) / n
+    return np.abs(spectrum)
