@@ -36,8 +36,10 @@ def _umask():
 
 
 def test_non_finite_floats_become_strings():
-    assert to_json({"a": float("nan"), "b": [float("inf"), -np.inf]}, indent=None) == \
-        '{"a": "nan", "b": ["inf", "-inf"]}'
+    assert (
+        to_json({"a": float("nan"), "b": [float("inf"), -np.inf]}, indent=None)
+        == '{"a": "nan", "b": ["inf", "-inf"]}'
+    )
 
 
 def test_jsonl_skips_truncated_last_line(tmp_path):

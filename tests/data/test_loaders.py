@@ -24,7 +24,9 @@ def test_mnist_real_files_match_official_facts():
     assert np.bincount(yt).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-@pytest.mark.skipif(not has_dataset("fashion-mnist", MNIST_FILES), reason="dataset-fashion-mnist not installed")
+@pytest.mark.skipif(
+    not has_dataset("fashion-mnist", MNIST_FILES), reason="dataset-fashion-mnist not installed"
+)
 def test_fashion_mnist_from_debian_package():
     x, y = load("fashion-mnist", "test")
     assert x.shape == (10000, 28, 28) and x.dtype == np.uint8
