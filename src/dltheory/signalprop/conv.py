@@ -86,11 +86,16 @@ def _spatial(spatial_shape: Any, ndim: int) -> tuple[int, ...]:
     return tuple(check_int("spatial_shape", int(s), minimum=1) for s in shape)
 
 
-def mode_eigenvalues(profile: Any, spatial_shape: Any) -> np.ndarray:
+def mode_eigenvalues(profile: Any, spatial_shape: Any, kernel_size: int = 3) -> np.ndarray:
     """``lambda_m = sum_b v_b exp(2 pi i m.b / n)`` for every spatial frequency m of a map of
     ``spatial_shape`` (Xiao et al. 2018, eq. 2.10), as a complex array of that shape (numpy FFT order:
-    m = 0 first). Real for symmetric profiles."""
-    v = variance_profile(profile)
+    m = 0 first). Real for symmetric profiles. A profile given by name ("delta", "uniform") gets
+    ``kernel_size`` taps along each of the len(spatial_shape) dimensions."""
+    if isinstance(profile, str):
+        dims = 1 if isinstance(spatial_shape, int | np.integer) else len(tuple(spatial_shape))
+        v = variance_profile(profile, kernel_size, dims)
+    else:
+        v = variance_profile(profile)
     shape = _spatial(spatial_shape, v.ndim)
     grids = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
     out = np.zeros(shape, dtype=np.complex128)
@@ -101,7 +106,12 @@ def mode_eigenvalues(profile: Any, spatial_shape: Any) -> np.ndarray:
 
 
 def mode_depth_scales(
-    activation: ActivationLike, sigma_w2: float, sigma_b2: float, profile: Any, spatial_shape: Any
+    activation: ActivationLike,
+    sigma_w2: float,
+    sigma_b2: float,
+    profile: Any,
+    spatial_shape: Any,
+    kernel_size: int = 3,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-mode depth scales ``(xi_q_m, xi_c_m)`` over the spatial frequencies (arrays of spatial_shape):
     ``xi_c_m = -1 / log(chi_c |lambda_m|)``, ``xi_q_m = -1 / log(chi_q |lambda_m|)``; inf where the mode is
@@ -111,7 +121,7 @@ def mode_depth_scales(
         raise ValueError("mode_depth_scales takes scalar sigma_w2 and sigma_b2")
     kernel = _kernel(activation)
     chi_q = float(sigma_w2) * float(kernel.moments(np.asarray(fp.q_star))[1])
-    magnitude = np.abs(mode_eigenvalues(profile, spatial_shape))
+    magnitude = np.abs(mode_eigenvalues(profile, spatial_shape, kernel_size))
     return _inverse_log(chi_q * magnitude), _inverse_log(float(fp.chi_c) * magnitude)
 
 

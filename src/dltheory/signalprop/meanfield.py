@@ -11,15 +11,16 @@ eqs. 2-11; Xiao et al. 2018, section 2):
   one layer's input-output Jacobian); ordered if chi_1 < 1, chaotic if chi_1 > 1;
 - ``chi_c = sigma_w2 E[phi'(u_1) phi'(u_2)]`` at (q*, c*) (slope of the c-map at c*);
 - depth scales ``xi_q = -1 / log(sigma_w2 dE[phi^2]/dq |_{q*})`` (= -1/log(chi_1 + sigma_w2 E[phi'' phi]) for
-  smooth phi) and ``xi_c = -1 / log(chi_c)``; xi_c is +inf on the critical line.
+  smooth phi) and ``xi_c = -1 / log(chi_c)``; xi_c is +inf on the critical line (and wherever the slope is
+  within 1e-13 of 1, which float64 quadrature cannot tell from 1).
 
 Definitions used where the literature is implicit:
 
 - q* is the stable fixed point of the length map reached from O(1) inputs: q* = 0 when phi(0) = 0,
   sigma_b2 = 0 and sigma_w2 phi'(0)^2 <= 1; otherwise the root of q_map(q) = q bracketed between 0 and an
   upper bound (sigma_w2 sup phi^2 + sigma_b2 for bounded phi, found by doubling otherwise). When no finite
-  fixed point exists (e.g. ReLU with sigma_w2 > 2 and sigma_b2 > 0, or sigma_w2 > 2 at sigma_b2 = 0) the functions
-  raise :class:`NoFixedPointError`, or return inf with ``diverged="inf"``.
+  fixed point exists (e.g. ReLU with sigma_w2 > 2 and sigma_b2 > 0, or sigma_w2 > 2 at sigma_b2 = 0) the
+  functions raise :class:`NoFixedPointError`, or return inf with ``diverged="inf"``.
 - c* is the attracting fixed point of the c-map (at q = q*) in [0, 1]: 1 in the ordered phase, the unique
   root of c_map(c) = c in [0, 1) in the chaotic phase (unique because the dual activation
   sum_k a_k^2 c^k has non-negative coefficients, hence is convex on [0, 1]).
@@ -48,6 +49,7 @@ ActivationLike = str | Activation | Any
 Q_MAX = 1e12
 SERIES_ORDER = 200
 CRITICAL_TOL = 1e-8
+MARGINAL_TOL = 1e-13
 _MAX_ITER = 200
 
 
@@ -68,11 +70,12 @@ def _params(sigma_w2: object, sigma_b2: object) -> tuple[np.ndarray, np.ndarray]
 
 
 def _inverse_log(x: np.ndarray) -> np.ndarray:
-    """-1 / log(x) for 0 <= x <= 1, with +inf at x >= 1 (a marginal or numerically marginal map)."""
+    """-1 / log(x) for 0 <= x <= 1, with +inf at x >= 1 - MARGINAL_TOL (a marginal map, or one that cannot be
+    told from marginal at the ~1e-13 accuracy of the quadrature)."""
     x = np.asarray(x, dtype=np.float64)
     with np.errstate(divide="ignore"):
         out = -1.0 / np.log(np.clip(x, 0.0, 1.0))
-    return np.where(x >= 1.0, np.inf, out)
+    return np.where(x >= 1.0 - MARGINAL_TOL, np.inf, out)
 
 
 # ----------------------------------------------------------------------------------------------- maps
