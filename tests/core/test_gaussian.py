@@ -9,7 +9,6 @@ import pytest
 from scipy.integrate import quad
 
 from dltheory.core.activations import get_activation
-
 from dltheory.core.gaussian import (
     gaussian_expectation,
     hermite_coefficients,
