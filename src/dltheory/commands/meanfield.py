@@ -1,0 +1,68 @@
+"""``dltheory meanfield``: critical sigma_w2, q*, chi_1, depth scales, phase and trainable depth of a
+fully-connected network at initialisation (mean-field theory, see :mod:`dltheory.signalprop.meanfield`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dltheory.core.io import to_json
+
+
+def _summary(activation: str, sigma_b2: float, sigma_w2: float | None) -> dict[str, Any]:
+    from dltheory.signalprop import critical_line, fixed_point, trainable_depth
+
+    out: dict[str, Any] = {"activation": activation, "sigma_b2": sigma_b2}
+    try:
+        line = critical_line(activation, sigma_b2)
+        out["critical_sigma_w2"] = float(line.sigma_w2)
+        out["critical_q_star"] = float(line.q_star)
+    except ValueError as exc:
+        out["critical_sigma_w2"] = None
+        out["critical_note"] = str(exc)
+    if sigma_w2 is not None:
+        fp = fixed_point(activation, sigma_w2, sigma_b2)
+        chi1 = float(fp.chi_1)
+        out.update(
+            sigma_w2=sigma_w2,
+            q_star=float(fp.q_star),
+            c_star=float(fp.c_star),
+            chi_1=chi1,
+            chi_c=float(fp.chi_c),
+            xi_q=float(fp.xi_q),
+            xi_c=float(fp.xi_c),
+            phase="ordered" if chi1 < 1 - 1e-8 else ("chaotic" if chi1 > 1 + 1e-8 else "critical"),
+            trainable_depth_6xi_c=float(trainable_depth(activation, sigma_w2, sigma_b2)),
+        )
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("meanfield")
+    def meanfield(
+        activation: str = typer.Option("tanh", help="activation name (tanh, erf, relu, hard_tanh, ...)"),
+        sigma_b2: float = typer.Option(0.05, "--sigma-b2", help="bias variance sigma_b^2"),
+        sigma_w2: float | None = typer.Option(None, "--sigma-w2", help="weight variance sigma_w^2"),
+        as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    ) -> None:
+        """Mean-field signal propagation: critical sigma_w2 and q* at sigma_b2; with --sigma-w2 also chi_1,
+        c*, depth scales xi_q and xi_c, the phase and the 6 xi_c trainable-depth heuristic."""
+        try:
+            summary = _summary(activation, sigma_b2, sigma_w2)
+        except ValueError as exc:
+            Console(stderr=True).print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(code=2) from exc
+        if as_json:
+            typer.echo(to_json(summary))
+            return
+        table = Table(title=f"mean-field theory: {activation}, sigma_b2 = {sigma_b2:g}")
+        table.add_column("quantity")
+        table.add_column("value", justify="right")
+        for key, value in summary.items():
+            if key in ("activation", "sigma_b2"):
+                continue
+            table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+        Console().print(table)
