@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -114,7 +115,13 @@ def run(config: Config, run_dir: RunDir) -> Result:
     x[:, 1::2] = 0.5 * x[:, 1::2] + 0.5 * x[:, 0::2]
     flat = x.reshape(config.channels, -1).numpy()
     sigma0 = flat.T @ flat / config.channels
-    claims, data = [], {"size": n, "sigma_w2": sw2, "sigma_b2": sb2, "layers": list(range(config.depth + 1))}
+    claims: list[Claim] = []
+    data: dict[str, Any] = {
+        "size": n,
+        "sigma_w2": sw2,
+        "sigma_b2": sb2,
+        "layers": list(range(config.depth + 1)),
+    }
     for kind in ("delta", "uniform"):
         v = variance_profile(kind, config.kernel_size, 2)
         theory = propagate_covariance(sigma0.reshape(n, n, n, n), v, "tanh", sw2, sb2, config.depth)

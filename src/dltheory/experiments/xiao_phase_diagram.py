@@ -81,9 +81,10 @@ def _simulate(sw2: float, sb2: float, config: Config, rng: np.random.Generator) 
     qab = float(np.mean(x[0] * x[1]))
     q_th, c_th = [float(qa)], [qab / float(np.sqrt(qa * qb))]
     for _ in range(depth):
-        qa, qab, qb = covariance_map("tanh", qa, qab, qb, sw2, sb2)
-        q_th.append(float(qa))
-        c_th.append(float(qab / np.sqrt(qa * qb)))
+        new_a, new_ab, new_b = covariance_map("tanh", qa, qab, qb, sw2, sb2)
+        qa, qab, qb = float(new_a), float(new_ab), float(new_b)
+        q_th.append(qa)
+        c_th.append(qab / float(np.sqrt(qa * qb)))
     return {
         "q_sim": q_sim.mean(0).tolist(),
         "c_sim": c_sim.mean(0).tolist(),
