@@ -7,6 +7,7 @@ import importlib
 import json
 import pkgutil
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -156,7 +157,7 @@ def data_check(
         table.add_column(column)
     missing = 0
     for name in LOADERS:
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, Any] = {}
         if name == "gaussian-mixture":
             kwargs = {"means": [[1.0, 0.0], [-1.0, 0.0]], "n": 10}
         elif name in ("mnist", "fashion-mnist", "cifar10"):

@@ -42,7 +42,7 @@ class Bar:
 
 @contextmanager
 def progress_bar(
-    description: str, total: float | None, *, completed: float = 0, info: str = ""
+    description: str, total: float | None, *, completed: int = 0, info: str = ""
 ) -> Iterator[Bar]:
     """A progress bar for the duration of the ``with`` block (``info`` is a free text field)."""
     global _live, _users

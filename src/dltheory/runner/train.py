@@ -85,12 +85,12 @@ def train(
     ``run_dir``, to ``metrics.jsonl``.
     """
     steps = check_int("steps", steps, minimum=0)
-    for arg, value in (
+    for arg, every in (
         ("eval_every", eval_every),
         ("checkpoint_every", checkpoint_every),
         ("log_every", log_every),
     ):
-        check_int(arg, value, minimum=0)
+        check_int(arg, every, minimum=0)
     checkpoint_file = run_dir.checkpoints / f"{name}.pt" if run_dir is not None else None
 
     with torch.random.fork_rng(devices=[]):
