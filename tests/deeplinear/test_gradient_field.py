@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import integrate
 
 from dltheory.deeplinear import (
     field_jacobian,
     is_gradient_field,
     jacobian_asymmetry,
     linear_loss_asymmetry,
+    linear_loss_curl_flux,
     loop_integral,
 )
 
@@ -58,24 +58,12 @@ def test_quadratic_loss_depth_one_is_a_gradient_field():
     assert not is_gradient_field(grad, 3, [rng.standard_normal((2, 3)) for _ in range(2)])
 
 
-def stokes_flux(depth, center, u, v, radius):
-    """Flux of the curl v^T (J - J^T) u through the disk, by 2-D quadrature of the closed form."""
-
-    def curl(r, theta):
-        w = center + r * (np.cos(theta) * u + np.sin(theta) * v)
-        asym = linear_loss_asymmetry(w, A.ravel(), depth)
-        return float(v @ asym @ u) * r
-
-    value, _ = integrate.dblquad(curl, 0, 2 * np.pi, 0, radius, epsabs=1e-11, epsrel=1e-10)
-    return value
-
-
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
 def test_closed_loop_integral_vanishes_only_for_gradient_fields(depth):
     u, v = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
     center = np.array([0.2, 1.0, 0.0])  # the disk avoids the origin, where the field is not smooth
     value = loop_integral(linear_grad, depth, center[None, :], u[None, :], v[None, :], 0.5, points=128)
-    flux = stokes_flux(depth, center, u, v, 0.5)
+    flux = linear_loss_curl_flux(A, depth, center, u, v, 0.5)  # area integral of the closed-form curl
     if depth <= 2:
         assert abs(value) < 1e-10
     else:

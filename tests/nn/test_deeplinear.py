@@ -46,6 +46,9 @@ def test_balanced_init_from_target_and_from_scale():
     layer.balanced_init_(target, generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose(layer.weight.detach(), target, atol=1e-12)
     assert np.all(imbalance([f.detach().numpy() for f in layer.factors]) < 1e-12)
+    built = DeepLinear([5, 4, 3], bias=True, dtype=torch.float64, target=target)
+    np.testing.assert_allclose(built.weight.detach(), target, atol=1e-12)
+    assert float(built.bias.detach().abs().max()) == 0.0
     layer.balanced_init_(scale=0.25, generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose(float(layer.weight.detach().norm()), 0.25, rtol=1e-12)
     bottleneck = DeepLinear([5, 1, 3], dtype=torch.float64).balanced_init_(scale=2.0)

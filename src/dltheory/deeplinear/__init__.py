@@ -13,6 +13,7 @@ from dltheory.deeplinear.gradient_field import field_jacobian as field_jacobian
 from dltheory.deeplinear.gradient_field import is_gradient_field as is_gradient_field
 from dltheory.deeplinear.gradient_field import jacobian_asymmetry as jacobian_asymmetry
 from dltheory.deeplinear.gradient_field import linear_loss_asymmetry as linear_loss_asymmetry
+from dltheory.deeplinear.gradient_field import linear_loss_curl_flux as linear_loss_curl_flux
 from dltheory.deeplinear.gradient_field import loop_integral as loop_integral
 from dltheory.deeplinear.gradient_field import update_field as update_field
 from dltheory.deeplinear.preconditioner import EndToEndPreconditioner as EndToEndPreconditioner

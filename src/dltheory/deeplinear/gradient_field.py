@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+from scipy import integrate
 
 from dltheory.core.validation import as_float_array, check_int, check_positive
 from dltheory.deeplinear.dynamics import check_depth, check_weight_matrix, end_to_end_direction
@@ -37,13 +38,14 @@ def update_field(weight: Any, grad_fn: GradFn, depth: int) -> np.ndarray:
 def field_jacobian(weight: Any, grad_fn: GradFn, depth: int, *, step: float | None = None) -> np.ndarray:
     """Jacobian ``dvec F / dvec W`` (row-major vec, shape ``(mn, mn)``) by central differences.
 
-    ``step`` defaults to ``1e-5 * max(1, ||W||_F)`` (error O(step^2)). For N >= 2 the field is not
+    ``step`` defaults to ``1e-5 * ||W||_F`` (``1e-5`` at W = 0; error O(step^2)). For N >= 2 the field is not
     differentiable where W loses rank (fractional powers of zero singular values), so points whose
     smallest singular value is below ``100 * step`` are refused with ValueError.
     """
     w = check_weight_matrix("weight", weight)
     n = check_depth(depth)
-    h = 1e-5 * max(1.0, float(np.linalg.norm(w))) if step is None else float(check_positive("step", step))
+    scale = float(np.linalg.norm(w))
+    h = (1e-5 * scale if scale > 0 else 1e-5) if step is None else float(check_positive("step", step))
     if n >= 2:
         smallest = float(np.linalg.svd(w, compute_uv=False).min())
         if smallest < 100 * h:
@@ -139,3 +141,27 @@ def linear_loss_asymmetry(weight: Any, gradient: Any, depth: int) -> np.ndarray:
     direction = w / norm
     coefficient = -((n - 1) * (n - 2) / n) * norm ** (1.0 - 2.0 / n)
     return coefficient * (np.outer(a, direction) - np.outer(direction, a))
+
+
+def linear_loss_curl_flux(
+    gradient: Any, depth: int, center: Any, direction_u: Any, direction_v: Any, radius: float
+) -> float:
+    """Flux of the curl ``v^T (J - J^T) u`` of the single-output update field for a linear loss through the
+    disk ``center + r (cos(theta) U + sin(theta) V)``, ``r <= radius``, from :func:`linear_loss_asymmetry`
+    by adaptive 2-D quadrature (relative accuracy ~1e-10). By Stokes' theorem this is the value of
+    :func:`loop_integral` around the disk's boundary; it is non-zero for N >= 3 unless the disk is
+    symmetric about the plane spanned by ``a`` and the origin."""
+    c = as_float_array("center", center).ravel()
+    u = as_float_array("direction_u", direction_u).ravel()
+    v = as_float_array("direction_v", direction_v).ravel()
+    rho = float(check_positive("radius", radius))
+    u = u / np.linalg.norm(u)
+    v = v - (u @ v) * u
+    v = v / np.linalg.norm(v)
+
+    def curl(r: float, theta: float) -> float:
+        point = c + r * (np.cos(theta) * u + np.sin(theta) * v)
+        return float(v @ linear_loss_asymmetry(point, gradient, depth) @ u) * r
+
+    value, _ = integrate.dblquad(curl, 0.0, 2 * np.pi, 0.0, rho, epsabs=1e-12, epsrel=1e-10)
+    return float(value)

@@ -29,7 +29,9 @@ class DeepLinear(nn.Module):
     ``widths = [in_features, d_1, ..., d_{N-1}, out_features]``; the depth is ``len(widths) - 1``. The
     default initialisation draws an end-to-end matrix the way ``nn.Linear`` draws its weight
     (``U(-1/sqrt(in), 1/sqrt(in))``) and factorises it into exactly balanced factors
-    (:meth:`balanced_init_`), so a ``DeepLinear`` starts as a statistically ordinary linear layer.
+    (:meth:`balanced_init_`), so a ``DeepLinear`` starts as a statistically ordinary linear layer; with
+    ``target`` the factors are instead balanced factors of that matrix (bias zero; hidden bases drawn
+    from ``generator``).
     """
 
     def __init__(
@@ -39,6 +41,8 @@ class DeepLinear(nn.Module):
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        target: torch.Tensor | np.ndarray | None = None,
+        generator: torch.Generator | None = None,
     ):
         super().__init__()
         sizes = [check_int(f"widths[{i}]", w, minimum=1) for i, w in enumerate(widths)]
@@ -56,7 +60,13 @@ class DeepLinear(nn.Module):
             self.bias = nn.Parameter(torch.empty(sizes[-1], device=device, dtype=dtype))
         else:
             self.register_parameter("bias", None)
-        self.reset_parameters()
+        if target is None:
+            self.reset_parameters()
+        else:
+            self.balanced_init_(target, generator=generator)
+            if self.bias is not None:
+                with torch.no_grad():
+                    self.bias.zero_()
 
     @property
     def in_features(self) -> int:
@@ -220,9 +230,13 @@ def _deep_from_linear(
     hidden = min(linear.in_features, linear.out_features) if width is None else width
     widths = [linear.in_features, *([hidden] * (depth - 1)), linear.out_features]
     deep = DeepLinear(
-        widths, bias=linear.bias is not None, device=linear.weight.device, dtype=linear.weight.dtype
+        widths,
+        bias=linear.bias is not None,
+        device=linear.weight.device,
+        dtype=linear.weight.dtype,
+        target=linear.weight,
+        generator=generator,
     )
-    deep.balanced_init_(linear.weight, generator=generator)
     if linear.bias is not None and deep.bias is not None:
         with torch.no_grad():
             deep.bias.copy_(linear.bias)
