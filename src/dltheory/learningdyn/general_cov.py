@@ -105,6 +105,25 @@ class CovarianceResolvent:
         )
         return float(found.fun), float(found.x)
 
+    def left_edge(self) -> float:
+        """Left edge of the non-zero part of the limiting spectrum: with ``u = -1/m``,
+        ``x(u) = u + (1/n) sum_i eig_i u/(u - eig_i)`` is concave on ``u < eig_min`` (eig_min the smallest
+        positive eigenvalue of C) and its maximum there is the edge; ``(1 - sqrt c)^2`` for C = I."""
+        positive = self.values > 0
+        lam, count = self.values[positive], self.counts[positive]
+        low, top = float(lam[0]), float(lam[-1])
+
+        def x_of_u(u: float) -> float:
+            return float(u + np.sum(count * lam * u / (u - lam)) / self.n)
+
+        found = minimize_scalar(
+            lambda u: -x_of_u(u),
+            bounds=(-(10.0 + 10.0 * self.p / self.n) * top, (1 - 1e-12) * low),
+            method="bounded",
+            options={"xatol": 1e-13 * top},
+        )
+        return max(-float(found.fun), 0.0)
+
 
 class GeneralCovGDTheory(LearningCurves):
     """Learning curves of gradient descent with class covariance C (extension of Liao & Couillet 2018).
@@ -114,6 +133,9 @@ class GeneralCovGDTheory(LearningCurves):
     :class:`~dltheory.learningdyn.GDTheory`. Computed by contour integration only (numerically: a
     Joukowski ellipse, trapezoidal rule, nodes doubled until converged to 1e-10).
     """
+
+    grid_points = 120  # optimal stopping: a coarser first scan (each time scale costs a contour)
+    slowest_rate = 1e-2  # ... up to alpha t (lambda_max + ridge) = 3000 when the spectrum reaches 0 (c = 1)
 
     def __init__(
         self,
@@ -162,6 +184,7 @@ class GeneralCovGDTheory(LearningCurves):
         self._count = self.resolvent.counts.astype(np.float64)
         self._mu_w = np.bincount(self.resolvent.group, weights=mu_rot**2, minlength=self._lam.size)
         self._edge, self._edge_m = self.resolvent.right_edge()
+        self._left_edge = self.resolvent.left_edge() if abs(self.c - 1) > 1e-12 else 0.0
         self._spike = self._find_spike()
         stability_check(
             self.alpha,
@@ -201,8 +224,8 @@ class GeneralCovGDTheory(LearningCurves):
 
     @property
     def lambda_min(self) -> float:
-        """A lower bound: ``eig_min(C) (1 - sqrt c)^2`` (0 when c >= 1)."""
-        return float(np.min(self.eig)) * (1 - np.sqrt(self.c)) ** 2 if self.c < 1 else 0.0
+        """Left edge of the non-zero part of the spectrum of X X^T/n (0 at c = 1)."""
+        return self._left_edge
 
     def mean_difference_error(self) -> float:
         """t -> 0+ with sigma2 = 0 (``w ~ X y/n``): ``Q(M / sqrt(mu^T C mu + tr(C^2)/n))``."""
@@ -211,8 +234,7 @@ class GeneralCovGDTheory(LearningCurves):
 
     def contour_bounds(self) -> tuple[float, float]:
         singular = self.c >= 1 or np.min(self.eig) <= 0
-        lo = 0.0 if singular else float(np.min(self.eig)) * (1 - np.sqrt(self.c)) ** 2
-        return lo, self.lambda_max
+        return (0.0 if singular else self._left_edge), self.lambda_max
 
     # the four quantities ----------------------------------------------------------------------------
     def terms(self, t: object) -> LearningTerms:
@@ -222,7 +244,7 @@ class GeneralCovGDTheory(LearningCurves):
         finite = np.isfinite(flat)
         out = np.zeros((4, flat.size))
         if np.any(finite):
-            out[:, finite] = self._contour_terms(flat[finite])
+            out[:, finite] = self._by_time_scale(flat[finite])
         if not np.all(finite):
             out[:, ~finite] = self._limit_terms()[:, None]
         e, v, e_star, v_star = (row.reshape(times.shape) for row in out)
@@ -256,6 +278,21 @@ class GeneralCovGDTheory(LearningCurves):
         signal = (s2 + t2) / ((1 - kappa) * np.outer(denom, denom))
         init = p2 / (1 - kappa)
         return signal, init
+
+    def _by_time_scale(self, t: np.ndarray) -> np.ndarray:
+        """Evaluate times decade by decade: the contour (and its kernels) needed at ``t <= 10 t_0`` is much
+        cheaper than the one needed at the largest t."""
+        out = np.empty((4, t.size))
+        # past alpha t (lambda_min + ridge) = 40 every filter f_t is below e^-40 on the non-zero spectrum:
+        # the curves equal their t -> inf limit to double precision
+        settled = self.alpha * t * (self._left_edge + self.ridge) >= 40.0
+        if np.any(settled):
+            out[:, settled] = self._limit_terms()[:, None]
+        scale = np.where(settled, -1.0, np.floor(np.log10(np.maximum(self.alpha * t, 1.0))))
+        for level in np.unique(scale[~settled]):
+            chosen = scale == level
+            out[:, chosen] = self._contour_terms(t[chosen])
+        return out
 
     def _contour_terms(self, t: np.ndarray) -> np.ndarray:
         lo, hi = self.contour_bounds()

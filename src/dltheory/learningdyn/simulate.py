@@ -101,13 +101,18 @@ class _Descent:
         f, g = gd_filters(self.lam, times[:, None], self.alpha, ridge=self.ridge, discrete=self.discrete)
         return f * (self.basis.T @ w0) + g * self.signal
 
-    def error_rates(self, coords: np.ndarray, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Misclassification rate of every ``w(t)`` (rows of coords, eigenbasis) on ``points`` (p x m)."""
-        projected = self.basis.T @ points
+    def error_rates(self, coords: np.ndarray, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Misclassification rate of every ``w(t)`` (rows of ``coords``, eigenbasis) on the samples
+        ``rows`` (``[m, p]``) with labels +-1."""
+        if rows.shape[0] < coords.shape[0]:  # cheaper to rotate the samples than the weights
+            rows, weights = rows @ self.basis, coords
+        else:
+            weights = coords @ self.basis.T
         out = np.empty(coords.shape[0])
-        block = max(1, _CHUNK // max(points.shape[1], 1))
+        block = max(1, _CHUNK // max(rows.shape[0], 1))
         for start in range(0, coords.shape[0], block):
-            out[start : start + block] = _error_rate((coords[start : start + block] @ projected) * labels)
+            margins = (rows @ weights[start : start + block].T) * labels[:, None]
+            out[start : start + block] = _error_rate(margins.T)
         return out
 
 
@@ -190,7 +195,7 @@ def simulate(
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(var > 0, mean / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
         test[r] = gaussian_tail(ratio)
-        train[r] = descent.error_rates(coords, x, y)
+        train[r] = descent.error_rates(coords, x.T, y)
     return Simulation(times, test, train)
 
 
@@ -225,13 +230,13 @@ def simulate_on_data(
     test = np.empty((runs, times.size))
     train = np.empty((runs, times.size))
     for r in range(runs):
-        order = rng.permutation(total)
-        tr, te = order[:n], order[n:]
-        x_train, y_train = x[tr].T, y[tr]
+        train_rows = np.zeros(total, dtype=bool)
+        train_rows[rng.choice(total, size=n, replace=False)] = True
+        x_train = x[train_rows]
         w0 = rng.standard_normal(p) * np.sqrt(sigma2 / p)
-        descent = _Descent(x_train, y_train, alpha=alpha, ridge=ridge, discrete=discrete)
+        descent = _Descent(x_train.T, y[train_rows], alpha=alpha, ridge=ridge, discrete=discrete)
         _check_stable(descent, alpha, ridge, discrete)
         coords = descent.weights(w0, times)
-        train[r] = descent.error_rates(coords, x_train, y_train)
-        test[r] = descent.error_rates(coords, x[te].T, y[te])
+        train[r] = descent.error_rates(coords, x_train, y[train_rows])
+        test[r] = descent.error_rates(coords, x[~train_rows], y[~train_rows])
     return Simulation(times, test, train)
