@@ -4,7 +4,7 @@ theory-vs-simulation deviation summaries and the learning-curve plot. No theory 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -30,14 +30,19 @@ def resumable_simulation(
                 sim = Simulation(stored["times"], stored["test"], stored["train"])
         else:
             sim = fn(min(batch, runs - start), np.random.default_rng([seed, b]))
-            atomic_save(
-                path, lambda h, s=sim: np.savez(h, times=s.times, test=s.test_errors, train=s.train_errors)
-            )
+            atomic_save(path, _saver(sim))
         times = sim.times
         tests.append(sim.test_errors)
         trains.append(sim.train_errors)
     assert times is not None
     return Simulation(times, np.concatenate(tests), np.concatenate(trains))
+
+
+def _saver(sim: Simulation) -> Callable[[IO[bytes]], None]:
+    def save(handle: IO[bytes]) -> None:
+        np.savez(handle, times=sim.times, test=sim.test_errors, train=sim.train_errors)
+
+    return save
 
 
 def deviation(theory: np.ndarray, mean: np.ndarray, se: np.ndarray, floor: float = 0.0) -> dict[str, Any]:
