@@ -1,0 +1,605 @@
+"""Signal-propagation diagnosis of any PyTorch model at initialisation: is this network at the edge of chaos?
+
+``report = diagnose(model, inputs)`` runs one forward and one backward pass with hooks on every layer
+(``nn.Linear``, ``nn.Conv1d/2d/3d``) and every other leaf module, and compares what it measures with the
+mean-field theory of signal propagation (Poole et al. 2016; Schoenholz et al. 2017; Xiao et al. 2018,
+THEORY.md section 1):
+
+- per layer l: the mean squared pre-activation ``q^l``, the correlation ``c^l`` between pairs of inputs,
+  the gradient norm of the weight, and the squared norm of the gradient with respect to the
+  pre-activations ``|g^l|^2``; the backward pass uses the loss ``sum_b <f(x_b), v_b>`` with standard Gaussian
+  output directions ``v_b`` (a random read-out, the setting of the mean-field gradient analysis);
+- per link l -> l + 1 the measured gradient growth ``chi^l = |g^l|^2 / |g^{l+1}|^2``, which mean-field
+  theory predicts to be ``sigma_w2 E[phi'(h^l)^2]`` (= chi_1 at the fixed point; Schoenholz et al. 2017,
+  eq. 5): < 1 ordered (gradients vanish), > 1 chaotic (they explode), = 1 critical;
+- the input-output Jacobian: ``mean(s^2)`` of its singular values from the same backward pass (one
+  Hutchinson probe per input: ``E|J_b^T v_b|^2 = tr(J_b J_b^T)``), and with ``jacobian="spectrum"`` the
+  extreme singular values and ``mean(s^4)`` of the first input's Jacobian (matrix-free,
+  :mod:`dltheory.nn.jacobian`);
+- where consecutive layers are joined by an activation the mean-field API knows, the predicted curves of
+  :mod:`dltheory.nn.diagnose_theory` (parameters inferred from the weights); where they are not (residual
+  adds, normalisation, pooling, unknown activations) the report measures, does not predict, and says why.
+
+The verdict ``report.phase`` is the measured chi of the longest covered run of layers ("ordered",
+"critical" within ``critical_tol``, or "chaotic"), or None when the theory covers no run of at least two
+links. ``report.recommendation`` gives the critical (sigma_w2, sigma_b2) and the
+:func:`dltheory.nn.init.critical_init_` call that puts the model there.
+
+The model runs in its current mode (train / eval); buffers (batch-norm running statistics) are restored
+afterwards and no ``.grad`` is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dltheory.core.activations import Activation
+from dltheory.core.validation import check_int, check_positive
+from dltheory.nn.diagnose_adapters import is_fused, recommendation_call, unrolled
+from dltheory.nn.diagnose_report import (
+    DiagnosisReport,
+    JacobianStats,
+    LayerInfo,
+    Predicted,
+    Recommendation,
+)
+from dltheory.nn.diagnose_theory import (
+    LayerParams,
+    Theory,
+    classify,
+    critical_parameters,
+    layer_params,
+    predict_segment,
+    segments,
+    theory_at,
+)
+from dltheory.nn.diagnose_trace import (
+    LAYER_TYPES,
+    NORM_TYPES,
+    LayerTrace,
+    Link,
+    Recorder,
+    analyse_links,
+    subsample,
+)
+from dltheory.nn.diagnose_trace import skip_connections as find_skip_connections
+
+__all__ = ["DiagnoseError", "DiagnosisReport", "Recommendation", "diagnose"]
+
+JACOBIAN_MODES = (True, False, "moments", "spectrum")
+DEFAULT_PAIRS = 16
+#: a layer belongs to the bulk of a run when its sigma_w2 is within this factor of the run's median
+BULK_SIGMA_W2_RATIO = 1.25
+#: links whose measured q^l is within this relative distance of q* count as settled at the fixed point
+SETTLED_Q = 0.1
+#: squared gradient norms below this are treated as underflowed (float32 squares of ~1e-30)
+_GRAD_FLOOR = 1e-60
+
+
+class DiagnoseError(ValueError):
+    """The model could not be run on the inputs (it raised, or returned something that is not a batch)."""
+
+
+@dataclass(frozen=True)
+class _Options:
+    pair_a: np.ndarray
+    pair_b: np.ndarray
+    jacobian: bool | str
+    jacobian_k: int
+    critical_tol: float
+    seed: int
+
+
+@dataclass
+class _Measurement:
+    """The raw outcome of the forward and backward pass."""
+
+    recorder: Recorder
+    output: torch.Tensor
+    weight_norms: dict[nn.Module, float]
+    jacobian: JacobianStats | None
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ validation
+
+
+def _check_inputs(model: nn.Module, inputs: Any) -> torch.Tensor:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(inputs, np.ndarray):
+        inputs = torch.from_numpy(inputs)
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"inputs must be a torch.Tensor (a batch of inputs), got {type(inputs).__name__}")
+    if inputs.dim() < 2 or inputs.shape[0] < 2:
+        raise ValueError(
+            f"inputs must be a batch of at least 2 inputs with a leading batch dimension, got shape "
+            f"{tuple(inputs.shape)}"
+        )
+    if not inputs.is_floating_point():
+        inputs = inputs.to(_parameter_dtype(model))
+    if not bool(torch.isfinite(inputs).all()):
+        bad = int((~torch.isfinite(inputs)).sum())
+        raise ValueError(f"inputs must be finite, got {bad} non-finite values")
+    return inputs
+
+
+def _parameter_dtype(model: nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
+
+
+def _pairs(pairs: int | Sequence[tuple[int, int]] | None, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    if pairs is None:
+        pairs = min(DEFAULT_PAIRS, batch // 2)
+    if isinstance(pairs, int | np.integer) and not isinstance(pairs, bool):
+        count = check_int("pairs", pairs, minimum=1)
+        if 2 * count > batch:
+            raise ValueError(
+                f"pairs={count} disjoint pairs need at least {2 * count} inputs, got a batch of {batch}"
+            )
+        idx = np.arange(2 * count)
+        return idx[0::2], idx[1::2]
+    try:
+        array = np.asarray(pairs, dtype=np.int64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"pairs must be an int or a sequence of (i, j) index pairs, got {pairs!r}") from exc
+    if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] == 0:
+        raise ValueError(f"pairs must be an int or a non-empty sequence of (i, j) index pairs, got {pairs!r}")
+    if np.any(array < 0) or np.any(array >= batch) or np.any(array[:, 0] == array[:, 1]):
+        raise ValueError(
+            f"pairs must index two different inputs of the batch (0 <= i != j < {batch}), got {pairs!r}"
+        )
+    return array[:, 0], array[:, 1]
+
+
+# ------------------------------------------------------------------------------------ running
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    try:
+        out = model(x)
+    except Exception as exc:
+        raise DiagnoseError(
+            f"model {type(model).__name__} raised {type(exc).__name__} on inputs of shape {tuple(x.shape)} "
+            f"(dtype {x.dtype}): {exc}. Check that the inputs have the shape and dtype the model expects "
+            "(batch dimension first)."
+        ) from exc
+    if not isinstance(out, torch.Tensor):
+        raise DiagnoseError(
+            f"model {type(model).__name__} returned {type(out).__name__}; diagnose needs a model that "
+            "returns one tensor (wrap it to select the output)"
+        )
+    if out.dim() == 0 or out.shape[0] != x.shape[0]:
+        raise DiagnoseError(
+            f"model {type(model).__name__} returned shape {tuple(out.shape)} for a batch of {x.shape[0]} "
+            "inputs; diagnose needs the batch dimension first in the output"
+        )
+    return out
+
+
+def _measure(model: nn.Module, x: torch.Tensor, options: _Options) -> _Measurement:
+    """Forward with hooks, then the backward pass of the random read-out ``sum_b <f(x_b), v_b>``."""
+    recorder = Recorder(model, x.shape[0], torch.from_numpy(options.pair_a), torch.from_numpy(options.pair_b))
+    x = x.detach().clone().requires_grad_(True)
+    with recorder, torch.enable_grad():
+        out = _forward(model, x)
+        measurement = _Measurement(recorder, out.detach(), {}, None)
+        modules = list(dict.fromkeys(t.module for t in recorder.layers))
+        weights: list[torch.Tensor] = [m.weight for m in modules if m.weight.requires_grad]  # type: ignore[misc]
+        if len(weights) < len(modules):
+            measurement.notes.append(
+                f"{len(modules) - len(weights)} layer weight(s) do not require grad: their gradient norm is "
+                "not measured"
+            )
+        if not out.requires_grad:
+            measurement.notes.append("the model output does not depend on its inputs through autograd")
+            return measurement
+        generator = torch.Generator().manual_seed(options.seed)
+        direction = torch.randn(out.shape, generator=generator, dtype=torch.float64).to(out.dtype)
+        try:
+            grads = torch.autograd.grad((out * direction).sum(), [x, *weights], allow_unused=True)
+        except RuntimeError as exc:
+            measurement.notes.append(f"the backward pass failed ({exc}): gradients not measured")
+            return measurement
+    by_weight = {id(w): g for w, g in zip(weights, grads[1:], strict=True)}
+    for m in modules:
+        g = by_weight.get(id(m.weight))
+        measurement.weight_norms[m] = float(g.to(torch.float64).norm()) if g is not None else float("nan")
+    if grads[0] is not None:
+        measurement.jacobian = _jacobian_mean(grads[0], x, out)
+    return measurement
+
+
+def _jacobian_mean(grad_x: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> JacobianStats:
+    """mean(s^2) over the min(n_in, n_out) singular values: ``E|J_b^T v_b|^2 = tr(J_b J_b^T)`` per input."""
+    batch = x.shape[0]
+    n_in, n_out = x[0].numel(), out[0].numel()
+    s = grad_x.detach().reshape(batch, -1).to(torch.float64).square().sum(dim=1).cpu().numpy()
+    per_input = s / min(n_in, n_out)
+    return JacobianStats(
+        mean_sq=float(per_input.mean()),
+        mean_sq_stderr=float(per_input.std(ddof=1) / np.sqrt(batch)),
+        n_in=n_in,
+        n_out=n_out,
+    )
+
+
+def _spectrum(model: nn.Module, x: torch.Tensor, k: int, seed: int, stats: JacobianStats) -> JacobianStats:
+    """Add the extreme singular values and mean(s^4) of the first input's Jacobian."""
+    from dltheory.nn.jacobian import jacobian_moments, jacobian_singular_values
+
+    generator = torch.Generator().manual_seed(seed)
+    values = jacobian_singular_values(model, x[:1].detach(), k, which="both", generator=generator)
+    moments = jacobian_moments(model, x[:1].detach(), generator=generator)
+    return JacobianStats(
+        stats.mean_sq,
+        stats.mean_sq_stderr,
+        stats.n_in,
+        stats.n_out,
+        stats.predicted_mean_sq,
+        [float(v) for v in values],
+        moments.second_moment,
+    )
+
+
+# ------------------------------------------------------------------------------------ analysis
+
+
+def _stderr(samples: np.ndarray) -> float:
+    finite = samples[np.isfinite(samples)]
+    if finite.size < 2:
+        return float("nan")
+    return float(finite.std(ddof=1) / np.sqrt(finite.size))
+
+
+def _link_chi(grad_sq: np.ndarray) -> np.ndarray:
+    """Measured gradient growth per link, NaN where a squared norm is zero, underflowed or not finite."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = grad_sq[:-1] / grad_sq[1:]
+    usable = (grad_sq[:-1] > _GRAD_FLOOR) & (grad_sq[1:] > _GRAD_FLOOR)
+    usable &= np.isfinite(grad_sq[:-1]) & np.isfinite(grad_sq[1:])
+    return np.where(usable, ratio, np.nan)
+
+
+def _geometric_mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values) & (values > 0)]
+    return float(np.exp(np.mean(np.log(finite)))) if finite.size else float("nan")
+
+
+def _bulk_links(
+    span: tuple[int, int], params: list[LayerParams], links: list[Link]
+) -> tuple[list[int], Activation, float, float]:
+    """Links of a covered run whose target layer has the run's typical sigma_w2 and activation (this leaves
+    out a read-out or an input layer initialised differently); returns them with the bulk activation and the
+    median sigma_w2 and sigma_b2."""
+    inner = list(range(span[0], span[1]))
+    activations = [links[i].activation for i in inner]
+    names = [a.name for a in activations if a is not None]
+    dominant = max(set(names), key=names.count)
+    activation = next(a for a in activations if a is not None and a.name == dominant)
+    sw2 = float(np.median([params[i + 1].sigma_w2 for i in inner]))
+    sb2 = float(np.median([params[i + 1].sigma_b2 for i in inner]))
+    bulk = [
+        i
+        for i, a in zip(inner, activations, strict=True)
+        if a is not None
+        and a.name == dominant
+        and sw2 / BULK_SIGMA_W2_RATIO <= params[i + 1].sigma_w2 <= sw2 * BULK_SIGMA_W2_RATIO
+    ]
+    return bulk, activation, sw2, sb2
+
+
+def _settled(bulk: list[int], q: np.ndarray, theory: Theory) -> list[int]:
+    """The bulk links whose q^l is within :data:`SETTLED_Q` of q* (the gradient growth there is chi_1), or,
+    when fewer than two are, the deeper half of the bulk links (q^l approaches q* with depth scale xi_q)."""
+    if theory.bounded and theory.q_star > 0:
+        settled = [i for i in bulk if abs(q[i] / theory.q_star - 1.0) <= SETTLED_Q]
+        if len(settled) >= 2:
+            return settled
+    return bulk[len(bulk) // 2 :]
+
+
+def _recommend(
+    model: nn.Module, activation: Activation, sigma_b2: float, has_conv: bool, measured: float
+) -> Recommendation:
+    from dltheory.signalprop import fixed_point
+
+    sw2, sb2 = critical_parameters(activation, sigma_b2)
+    weights = "delta_orthogonal" if has_conv else "orthogonal"
+    q_star = float(fixed_point(activation, sw2, sb2, diverged="inf").q_star)
+    spec = repr(activation.name)
+    if activation.params:
+        args = ", ".join(f"{k}={v:.6g}" for k, v in activation.params.items())
+        spec = f"get_activation({activation.name!r}, {args})"
+    note = (
+        f"sigma_w2 = {sw2:.6g} puts {activation.name} at chi_1 = 1 for sigma_b2 = {sb2:.6g} "
+        f"(q* = {q_star:.4g}); the model measured chi = {measured:.4g}. Orthogonal weights ({weights}) also "
+        "concentrate the Jacobian spectrum (dynamical isometry, Xiao et al. 2018); weights='gaussian' "
+        "reaches the same chi_1 with i.i.d. weights."
+    )
+    return Recommendation(
+        activation, sw2, sb2, weights, q_star, recommendation_call(model, spec, sw2, sb2, weights), note
+    )
+
+
+def _link_notes(links: list[Link], examples: int = 2) -> list[str]:
+    """One note per kind of uncovered link: how many, and the first few reasons."""
+    by_kind: dict[str, list[Link]] = {}
+    for link in links:
+        if not link.covered:
+            by_kind.setdefault(link.kind, []).append(link)
+    notes = []
+    for kind, group in by_kind.items():
+        shown = "; ".join(link.reason for link in group[:examples])
+        more = f"; and {len(group) - examples} more (see report.links)" if len(group) > examples else ""
+        notes.append(f"{len(group)} link(s) not covered ({kind}): {shown}{more}")
+    return notes
+
+
+def _params_outside_layers(model: nn.Module, traces: list[LayerTrace]) -> list[str]:
+    seen = {id(p) for t in traces for p in t.module.parameters()}
+    for module in model.modules():
+        if isinstance(module, NORM_TYPES + LAYER_TYPES):
+            seen.update(id(p) for p in module.parameters())
+    return [f"{name} {tuple(p.shape)}" for name, p in model.named_parameters() if id(p) not in seen]
+
+
+def _structure_notes(skips: list[str] | None, outside: list[str]) -> list[str]:
+    notes = []
+    if skips:
+        shown = ", ".join(skips[:8]) + (", ..." if len(skips) > 8 else "")
+        notes.append(f"torch.fx found skip connections ({shown}): the mean-field chain does not cover them")
+    elif skips is None:
+        notes.append("the model could not be traced with torch.fx: links were checked from the tensors only")
+    if outside:
+        notes.append(
+            "parameters used outside nn.Linear / nn.Conv*d modules are not diagnosed: "
+            + ", ".join(outside[:8])
+        )
+    return notes
+
+
+def _input_stats(first: LayerTrace, pair_a: np.ndarray, pair_b: np.ndarray) -> tuple[float, float]:
+    """q and c of the inputs of the first layer (channel means, summed over positions)."""
+    sums_d = first.input_q_map.reshape(first.input_q_map.shape[0], -1).sum(axis=1)
+    sums_x = first.input_pair_map.reshape(first.input_pair_map.shape[0], -1).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = float(np.nanmean(sums_x / np.sqrt(sums_d[pair_a] * sums_d[pair_b])))
+    return float(np.mean(first.input_q_map)), c
+
+
+@dataclass
+class _Curves:
+    q: np.ndarray
+    c: np.ndarray
+    chi: np.ndarray
+    grad_sq: np.ndarray
+    chi_product: float | None
+
+
+def _predict(
+    traces: list[LayerTrace],
+    params: list[LayerParams],
+    links: list[Link],
+    spans: list[tuple[int, int]],
+    grad_sq: np.ndarray,
+    options: _Options,
+    notes: list[str],
+) -> _Curves:
+    """Mean-field curves over every covered run; |g^l|^2 anchored at the measured value at each run's end."""
+    n = len(traces)
+    curves = _Curves(np.full(n, np.nan), np.full(n, np.nan), np.full(n - 1, np.nan), np.full(n, np.nan), None)
+    for start, stop in spans:
+        seg = predict_segment(traces, params, links, (start, stop), options.pair_a, options.pair_b)
+        curves.q[start : stop + 1], curves.c[start : stop + 1] = seg.q, seg.c
+        curves.chi[start:stop] = seg.chi
+        if seg.stopped is not None:
+            notes.append(
+                f"mean-field prediction stopped at {seg.stopped}: the predicted variance is not finite"
+            )
+        if np.isfinite(grad_sq[stop]):
+            growth = np.cumprod(np.concatenate([[1.0], seg.chi[::-1]]))[::-1]
+            curves.grad_sq[start : stop + 1] = grad_sq[stop] * growth
+        if len(spans) == 1 and np.all(np.isfinite(seg.chi)):
+            curves.chi_product = float(np.prod(seg.chi))
+    return curves
+
+
+def _verdict(
+    model: nn.Module,
+    traces: list[LayerTrace],
+    params: list[LayerParams],
+    links: list[Link],
+    spans: list[tuple[int, int]],
+    q: np.ndarray,
+    chi: np.ndarray,
+    tol: float,
+    notes: list[str],
+) -> tuple[tuple[int, int] | None, Theory | None, str | None, float, Recommendation | None]:
+    """The longest covered run of >= 2 links, its theory, the measured verdict and the recommendation."""
+    main = max((s for s in spans if s[1] - s[0] >= 2), key=lambda s: s[1] - s[0], default=None)
+    if main is None:
+        notes.append(
+            "the mean-field theory of vanilla networks covers no run of at least 3 layers joined by known "
+            "activations: no phase verdict (report.links says what it does not cover)"
+        )
+        return None, None, None, float("nan"), None
+    bulk, activation, sw2, sb2 = _bulk_links(main, params, links)
+    theory = theory_at(activation, sw2, sb2, tol)
+    chi_bulk = _geometric_mean(chi[_settled(bulk, q, theory)])
+    if np.isfinite(chi_bulk):
+        phase = classify(chi_bulk, tol)
+    else:
+        phase = theory.phase if theory.phase != "unbounded" else "chaotic"
+        notes.append("gradients could not be measured on the covered layers: the verdict is the theory's")
+    if theory.phase != phase:
+        notes.append(
+            f"measured chi = {chi_bulk:.4g} ({phase}) but the fixed point at the bulk sigma_w2 = {sw2:.4g}, "
+            f"sigma_b2 = {sb2:.4g} predicts chi_1 = {theory.chi_1:.4g} ({theory.phase}): finite width, or "
+            "a network too shallow for q^l to reach q*"
+        )
+    has_conv = any(not isinstance(t.module, nn.Linear) for t in traces)
+    return main, theory, phase, chi_bulk, _recommend(model, activation, sb2, has_conv, chi_bulk)
+
+
+def _report(
+    model: nn.Module,
+    traced: nn.Module,
+    x: torch.Tensor,
+    run: _Measurement,
+    skips: list[str] | None,
+    options: _Options,
+) -> DiagnosisReport:
+    traces, notes = run.recorder.layers, run.notes
+    n = len(traces)
+    links = analyse_links(traces, run.recorder.leaves)
+    params = [layer_params(t.module) for t in traces]
+    spans = segments(links, n)
+
+    q = np.array([float(np.mean(t.q_samples)) for t in traces])
+    c = np.array([float(np.nanmean(t.c_pairs)) if np.any(np.isfinite(t.c_pairs)) else np.nan for t in traces])
+    grad_sq = np.array([float(np.mean(t.grad_sq)) if t.grad_sq is not None else np.nan for t in traces])
+    chi = _link_chi(grad_sq)
+    curves = _predict(traces, params, links, spans, grad_sq, options, notes)
+    main, theory, phase, chi_bulk, recommendation = _verdict(
+        model, traces, params, links, spans, q, chi, options.critical_tol, notes
+    )
+    gradient_growth = _geometric_mean(chi)
+    depth_scale = float(1.0 / abs(np.log(chi_bulk if np.isfinite(chi_bulk) else gradient_growth)))
+
+    jacobian = run.jacobian
+    if (
+        jacobian is not None
+        and curves.chi_product is not None
+        and traces[-1].output_numel == run.output.numel()
+    ):
+        if torch.allclose(traces[-1].output_sub, subsample(run.output), rtol=1e-5, atol=1e-7, equal_nan=True):
+            scale = jacobian.n_out / min(jacobian.n_in, jacobian.n_out)
+            predicted = params[0].sigma_w2 * curves.chi_product * scale
+            jacobian = JacobianStats(
+                jacobian.mean_sq, jacobian.mean_sq_stderr, jacobian.n_in, jacobian.n_out, predicted
+            )
+    if jacobian is not None and options.jacobian == "spectrum":
+        jacobian = _spectrum(traced, x, options.jacobian_k, options.seed, jacobian)
+    if options.jacobian is False:
+        jacobian = None
+
+    notes.extend(_structure_notes(skips, _params_outside_layers(traced, traces)))
+    notes.extend(_link_notes(links))
+    segment_of = {i: k for k, (a, b) in enumerate(spans) for i in range(a, b + 1)}
+    layers = []
+    for t in traces:
+        feeds = links[t.index].activation if t.index < n - 1 else None
+        layers.append(
+            LayerInfo(
+                t.index,
+                t.name,
+                t.kind,
+                t.input_shape,
+                t.output_shape,
+                params[t.index].sigma_w2,
+                params[t.index].sigma_b2,
+                None if feeds is None else feeds.name,
+                segment_of[t.index],
+            )
+        )
+    return DiagnosisReport(
+        layers=layers,
+        q=q,
+        q_stderr=np.array([_stderr(t.q_samples) for t in traces]),
+        c=c,
+        c_stderr=np.array([_stderr(t.c_pairs) for t in traces]),
+        grad_norms=np.array([run.weight_norms.get(t.module, float("nan")) for t in traces]),
+        grad_sq=grad_sq,
+        chi_1=chi,
+        input_q=_input_stats(traces[0], options.pair_a, options.pair_b)[0],
+        input_c=_input_stats(traces[0], options.pair_a, options.pair_b)[1],
+        links=[
+            {"from": k.index, "covered": k.covered, "kind": k.kind, "reason": k.reason, "between": k.between}
+            for k in links
+        ],
+        segments=spans,
+        main_segment=main,
+        chi_1_bulk=chi_bulk,
+        gradient_growth=gradient_growth,
+        phase=phase,
+        depth_scale=depth_scale,
+        predicted=Predicted(curves.q, curves.c, curves.chi, curves.grad_sq, theory),
+        recommendation=recommendation,
+        jacobian=jacobian,
+        notes=notes,
+        critical_tol=options.critical_tol,
+    )
+
+
+# ------------------------------------------------------------------------------------ entry point
+
+
+def diagnose(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    pairs: int | Sequence[tuple[int, int]] | None = None,
+    jacobian: bool | str = True,
+    jacobian_k: int = 4,
+    critical_tol: float = 0.05,
+    seed: int = 0,
+) -> DiagnosisReport:
+    """Measure signal and gradient propagation through ``model`` on ``inputs`` and compare it with
+    mean-field theory (see the module docstring).
+
+    Args:
+        model: any ``nn.Module`` returning one tensor with the batch dimension first.
+        inputs: a batch ``[B, ...]`` (B >= 2) the model accepts (random or real data).
+        pairs: the input pairs whose correlation c^l is tracked: a number of disjoint pairs (0, 1), (2, 3),
+            ... (default min(16, B // 2)) or explicit (i, j) index pairs.
+        jacobian: True / "moments": mean squared singular value of the input-output Jacobian from the
+            diagnosis' own backward pass (free); "spectrum": also the ``jacobian_k`` largest and smallest
+            singular values and mean(s^4) of the first input's Jacobian (:mod:`dltheory.nn.jacobian`, a few
+            extra passes per Lanczos step); False: none.
+        critical_tol: |chi - 1| up to which the verdict is "critical".
+        seed: seeds the Gaussian read-out directions (and the Lanczos start vector).
+
+    Raises:
+        TypeError / ValueError for bad arguments; :class:`DiagnoseError` (a ValueError) when the model raises
+        on the inputs or does not return a batch; ValueError when the model runs no ``nn.Linear`` /
+        ``nn.Conv*d`` layer.
+    """
+    if jacobian not in JACOBIAN_MODES:
+        raise ValueError(f"jacobian must be one of {list(JACOBIAN_MODES)}, got {jacobian!r}")
+    tol = float(check_positive("critical_tol", critical_tol))
+    x = _check_inputs(model, inputs)
+    pair_a, pair_b = _pairs(pairs, x.shape[0])
+    options = _Options(pair_a, pair_b, jacobian, check_int("jacobian_k", jacobian_k, minimum=1), tol, seed)
+    traced = unrolled(model) if is_fused(model) else model
+    skips = find_skip_connections(traced)
+    buffers = {name: b.detach().clone() for name, b in traced.named_buffers()}
+    try:
+        run = _measure(traced, x, options)
+    finally:
+        with torch.no_grad():
+            for name, b in traced.named_buffers():
+                if name in buffers:
+                    b.copy_(buffers[name])
+    if not run.recorder.layers:
+        skipped = f" ({'; '.join(run.recorder.skipped)})" if run.recorder.skipped else ""
+        raise ValueError(
+            f"model {type(model).__name__} ran no nn.Linear or nn.Conv1d/2d/3d layer on these inputs (with "
+            f"the batch dimension first); nothing to diagnose{skipped}"
+        )
+    if traced is not model:
+        run.notes.append(
+            f"{type(model).__name__} runs its deep stack as one fused node: it was unrolled into "
+            f"{len(run.recorder.layers)} nn.Linear / nn.Conv2d layers (the same function, kernels copied)"
+        )
+    run.notes.extend(f"layer {s}: not measured" for s in run.recorder.skipped)
+    return _report(model, traced, x, run, skips, options)

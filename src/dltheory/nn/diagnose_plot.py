@@ -1,0 +1,109 @@
+"""Figure of a :class:`dltheory.nn.diagnose.DiagnosisReport`: q^l, c^l, gradient norms and per-link chi
+against depth, measured (markers) vs mean-field prediction (lines); links the theory does not cover are
+shaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from dltheory.core.io import atomic_save
+
+if TYPE_CHECKING:
+    from dltheory.nn.diagnose import DiagnosisReport
+
+
+def _shade_breaks(ax: Any, report: DiagnosisReport) -> None:
+    first = True
+    for link in report.links:
+        if not link["covered"]:
+            ax.axvspan(
+                link["from"] + 1, link["from"] + 2, color="0.85", lw=0, label="not covered" if first else None
+            )
+            first = False
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    return np.where(np.asarray(values) > 0, values, np.nan)
+
+
+def _theory_line(ax: Any, x: np.ndarray, y: np.ndarray, spans: list[tuple[int, int]], label: str) -> None:
+    """One line per covered run (no line across links the theory does not cover)."""
+    for k, (start, stop) in enumerate(spans):
+        ax.plot(
+            x[start : stop + 1], y[start : stop + 1], "-", color="k", lw=1.2, label=label if k == 0 else None
+        )
+
+
+def plot_report(report: DiagnosisReport, path: str | Path | None = None, title: str | None = None) -> Any:
+    """Draw the four panels; write a PNG to ``path`` if given; return the Figure."""
+    depth = np.arange(1, len(report.layers) + 1)
+    pred = report.predicted
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    ax_q, ax_c, ax_g, ax_chi = axes.ravel()
+
+    ax_q.plot(depth, _positive(report.q), "o", ms=3, color="tab:blue", label="measured")
+    _theory_line(ax_q, depth, _positive(pred.q), report.segments, "mean field")
+    if pred.theory is not None and np.isfinite(pred.theory.q_star) and pred.theory.q_star > 0:
+        ax_q.axhline(pred.theory.q_star, ls=":", color="tab:green", label=f"q* = {pred.theory.q_star:.3g}")
+    ax_q.set_yscale("log")
+    ax_q.set_xlabel("layer l")
+    ax_q.set_ylabel("q^l: mean squared pre-activation")
+    ax_q.set_title("length")
+
+    ax_c.plot(depth, report.c, "o", ms=3, color="tab:orange", label="measured")
+    _theory_line(ax_c, depth, pred.c, report.segments, "mean field")
+    if pred.theory is not None and np.isfinite(pred.theory.c_star):
+        ax_c.axhline(pred.theory.c_star, ls=":", color="tab:green", label=f"c* = {pred.theory.c_star:.3g}")
+    ax_c.set_xlabel("layer l")
+    ax_c.set_ylabel("c^l: correlation of two inputs")
+    ax_c.set_ylim(
+        min(-0.05, float(np.nanmin(report.c)) - 0.05) if np.any(np.isfinite(report.c)) else -0.05, 1.05
+    )
+    ax_c.set_title("correlation")
+
+    ax_g.plot(depth, _positive(report.grad_sq), "o", ms=3, color="tab:red", label="|dL/dh^l|^2 measured")
+    _theory_line(ax_g, depth, _positive(pred.grad_sq), report.segments, "|dL/dh^l|^2 mean field")
+    ax_g.plot(
+        depth,
+        _positive(report.grad_norms) ** 2,
+        "s",
+        ms=2.5,
+        color="tab:purple",
+        alpha=0.7,
+        label="|dL/dW^l|^2 measured",
+    )
+    ax_g.set_yscale("log")
+    ax_g.set_xlabel("layer l")
+    ax_g.set_ylabel("squared gradient norm (random read-out)")
+    ax_g.set_title("gradients")
+
+    links = np.arange(1, len(report.chi_1) + 1)
+    ax_chi.plot(links, report.chi_1, "o", ms=3, color="tab:cyan", label="measured |g^l|^2 / |g^(l+1)|^2")
+    link_spans = [(start, stop - 1) for start, stop in report.segments if stop > start]
+    _theory_line(ax_chi, links, pred.chi_1, link_spans, "mean field sigma_w2 E[phi'^2]")
+    ax_chi.axhline(1.0, ls="--", color="0.4", lw=1, label="critical chi = 1")
+    if np.isfinite(report.chi_1_bulk):
+        ax_chi.axhline(
+            report.chi_1_bulk, ls=":", color="tab:cyan", label=f"bulk chi = {report.chi_1_bulk:.3g}"
+        )
+    ax_chi.set_xlabel("link l -> l+1")
+    ax_chi.set_ylabel("chi^l: gradient growth per layer")
+    ax_chi.set_title("gradient growth")
+
+    for ax in (ax_q, ax_c, ax_g, ax_chi):
+        _shade_breaks(ax, report)
+        ax.legend(fontsize=7)
+    covered = f"{report.covered_links}/{len(report.links)} links covered by the theory"
+    verdict = report.phase if report.phase is not None else "no verdict (theory does not apply)"
+    fig.suptitle(title or f"signal propagation: {verdict}; measured chi = {report.chi_1_bulk:.4g}; {covered}")
+    fig.tight_layout()
+    if path is not None:
+        atomic_save(Path(path), lambda handle: fig.savefig(handle, format="png", dpi=110))
+    return fig

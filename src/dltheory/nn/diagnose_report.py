@@ -1,0 +1,191 @@
+"""The report of :func:`dltheory.nn.diagnose.diagnose`: what was measured, what mean-field theory predicts,
+the verdict and the recommended initialisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dltheory.core.activations import Activation
+from dltheory.nn.diagnose_adapters import apply_critical
+from dltheory.nn.diagnose_theory import Theory
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer (execution of an ``nn.Linear`` / ``nn.Conv*d``) as the report sees it. ``activation`` is
+    the activation that feeds the next layer (None where the link is not covered or for the last layer)."""
+
+    index: int
+    name: str
+    kind: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    sigma_w2: float
+    sigma_b2: float
+    activation: str | None
+    segment: int
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The critical initialisation for the model's activation (chi_1 = 1; Schoenholz et al. 2017, eq. 5):
+    ``sigma_w2``, ``sigma_b2``, the weight scheme and the :func:`dltheory.nn.init.critical_init_` call."""
+
+    activation: Activation
+    sigma_w2: float
+    sigma_b2: float
+    weights: str
+    q_star: float
+    call: str
+    note: str
+
+    def apply(self, model: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+        """Re-initialise ``model`` in place at the recommended point: every ``nn.Linear`` / ``nn.Conv*d``
+        through ``critical_init_`` (a fused VanillaCNN through its own ``reset_parameters``)."""
+        return apply_critical(model, self.activation, self.sigma_w2, self.sigma_b2, self.weights, generator)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "activation": self.activation.name,
+            "activation_params": dict(self.activation.params),
+            "sigma_w2": self.sigma_w2,
+            "sigma_b2": self.sigma_b2,
+            "weights": self.weights,
+            "q_star": self.q_star,
+            "call": self.call,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class JacobianStats:
+    """Input-output Jacobian statistics. ``mean_sq`` = mean of the squared singular values over the
+    ``min(n_in, n_out)`` of them, averaged over the batch (one Gaussian probe per input), with its standard
+    error; ``predicted_mean_sq`` the mean-field value ``sigma_w2^1 prod_l chi^l`` (only when one covered
+    run spans the whole model); ``singular_values`` / ``second_moment`` from ``jacobian="spectrum"``."""
+
+    mean_sq: float
+    mean_sq_stderr: float
+    n_in: int
+    n_out: int
+    predicted_mean_sq: float | None = None
+    singular_values: list[float] | None = None
+    second_moment: float | None = None
+
+
+@dataclass
+class Predicted:
+    """Mean-field curves on the layers the theory covers (NaN elsewhere): ``q``, ``c``, ``chi_1`` (per
+    link), ``grad_sq`` (|g^l|^2, anchored at the last layer of each covered run), and ``theory`` (the fixed
+    point at the bulk parameters of the longest covered run)."""
+
+    q: np.ndarray
+    c: np.ndarray
+    chi_1: np.ndarray
+    grad_sq: np.ndarray
+    theory: Theory | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "q": self.q.tolist(),
+            "c": self.c.tolist(),
+            "chi_1": self.chi_1.tolist(),
+            "grad_sq": self.grad_sq.tolist(),
+            "theory": None if self.theory is None else self.theory.__dict__,
+        }
+
+
+@dataclass
+class DiagnosisReport:
+    """What :func:`diagnose` measured and predicted; see the module docstring. Arrays run over layers
+    (``q``, ``c``, ``grad_norms``, ``grad_sq``) or over links between consecutive layers (``chi_1``)."""
+
+    layers: list[LayerInfo]
+    q: np.ndarray
+    q_stderr: np.ndarray
+    c: np.ndarray
+    c_stderr: np.ndarray
+    grad_norms: np.ndarray
+    grad_sq: np.ndarray
+    chi_1: np.ndarray
+    input_q: float
+    input_c: float
+    links: list[dict[str, Any]]
+    segments: list[tuple[int, int]]
+    main_segment: tuple[int, int] | None
+    chi_1_bulk: float
+    gradient_growth: float
+    phase: str | None
+    depth_scale: float
+    predicted: Predicted
+    recommendation: Recommendation | None
+    jacobian: JacobianStats | None
+    notes: list[str] = field(default_factory=list)
+    critical_tol: float = 0.05
+
+    @property
+    def covered_links(self) -> int:
+        return sum(1 for link in self.links if link["covered"])
+
+    @property
+    def theory_applies(self) -> bool:
+        return self.phase is not None
+
+    def plot(self, path: str | Path | None = None) -> Any:
+        """Figure of q^l, c^l, gradient norms and chi per link vs depth, measured vs predicted; written
+        as PNG to ``path`` if given. Returns the matplotlib Figure."""
+        from dltheory.nn.diagnose_plot import plot_report
+
+        return plot_report(self, path)
+
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers (for tables and logs)."""
+        theory = self.predicted.theory
+        return {
+            "layers": len(self.layers),
+            "links_covered": f"{self.covered_links} / {len(self.links)}",
+            "phase": self.phase,
+            "chi_1_measured": self.chi_1_bulk,
+            "chi_1_predicted": None if theory is None else theory.chi_1,
+            "gradient_growth_per_layer": self.gradient_growth,
+            "depth_scale": self.depth_scale,
+            "q_star_predicted": None if theory is None else theory.q_star,
+            "xi_c_predicted": None if theory is None else theory.xi_c,
+            "jacobian_mean_sq": None if self.jacobian is None else self.jacobian.mean_sq,
+            "recommendation": None if self.recommendation is None else self.recommendation.call,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as JSON-able Python objects (non-finite floats stay floats; use
+        :func:`dltheory.core.io.to_json` to write standard JSON)."""
+        return {
+            "summary": self.summary(),
+            "layers": [layer.__dict__ for layer in self.layers],
+            "q": self.q.tolist(),
+            "q_stderr": self.q_stderr.tolist(),
+            "c": self.c.tolist(),
+            "c_stderr": self.c_stderr.tolist(),
+            "grad_norms": self.grad_norms.tolist(),
+            "grad_sq": self.grad_sq.tolist(),
+            "chi_1": self.chi_1.tolist(),
+            "input_q": self.input_q,
+            "input_c": self.input_c,
+            "links": self.links,
+            "segments": [list(s) for s in self.segments],
+            "main_segment": None if self.main_segment is None else list(self.main_segment),
+            "chi_1_bulk": self.chi_1_bulk,
+            "gradient_growth": self.gradient_growth,
+            "phase": self.phase,
+            "depth_scale": self.depth_scale,
+            "critical_tol": self.critical_tol,
+            "predicted": self.predicted.to_dict(),
+            "recommendation": None if self.recommendation is None else self.recommendation.to_dict(),
+            "jacobian": None if self.jacobian is None else self.jacobian.__dict__,
+            "notes": list(self.notes),
+        }
