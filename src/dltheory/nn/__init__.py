@@ -12,3 +12,7 @@ from dltheory.nn.convstack import circular_pad as circular_pad
 from dltheory.nn.convstack import conv_stack as conv_stack
 from dltheory.nn.convstack import reference_conv_stack as reference_conv_stack
 from dltheory.nn.models import VanillaCNN as VanillaCNN
+
+# signal-propagation diagnostics of any model (mean-field theory, Xiao et al. 2018 section 2)
+from dltheory.nn.diagnose import DiagnosisReport as DiagnosisReport
+from dltheory.nn.diagnose import diagnose as diagnose
