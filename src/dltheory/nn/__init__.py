@@ -16,3 +16,18 @@ from dltheory.nn.models import VanillaCNN as VanillaCNN
 # signal-propagation diagnostics of any model (mean-field theory, Xiao et al. 2018 section 2)
 from dltheory.nn.diagnose import DiagnosisReport as DiagnosisReport
 from dltheory.nn.diagnose import diagnose as diagnose
+
+# orthogonal initializers and Jacobian spectra (Xiao et al. 2018; Pennington et al. 2017)
+from dltheory.nn.init import conv_operator_blocks as conv_operator_blocks
+from dltheory.nn.init import conv_operator_singular_values as conv_operator_singular_values
+from dltheory.nn.init import critical_init_ as critical_init_
+from dltheory.nn.init import delta_orthogonal_ as delta_orthogonal_
+from dltheory.nn.init import delta_orthogonal_stack_ as delta_orthogonal_stack_
+from dltheory.nn.init import haar_orthogonal as haar_orthogonal
+from dltheory.nn.init import orthogonal_conv_ as orthogonal_conv_
+from dltheory.nn.jacobian import JacobianMoments as JacobianMoments
+from dltheory.nn.jacobian import LanczosResult as LanczosResult
+from dltheory.nn.jacobian import full_jacobian as full_jacobian
+from dltheory.nn.jacobian import jacobian_lanczos as jacobian_lanczos
+from dltheory.nn.jacobian import jacobian_moments as jacobian_moments
+from dltheory.nn.jacobian import jacobian_singular_values as jacobian_singular_values
