@@ -28,12 +28,20 @@ from dltheory.signalprop.meanfield import (
     q_star,
     trainable_depth,
 )
+from dltheory.signalprop.spectrum import (
+    SpectrumMoments,
+    critical_point_for_q_star,
+    jacobian_spectral_density,
+    jacobian_spectrum_atoms,
+    jacobian_spectrum_moments,
+)
 
 __all__ = [
     "CriticalLine",
     "FixedPoint",
     "NoFixedPointError",
     "PhaseDiagram",
+    "SpectrumMoments",
     "c_map",
     "c_star",
     "chi_1",
@@ -41,9 +49,13 @@ __all__ = [
     "conv_covariance_map",
     "covariance_map",
     "critical_line",
+    "critical_point_for_q_star",
     "critical_sigma_w2",
     "depth_scales",
     "fixed_point",
+    "jacobian_spectral_density",
+    "jacobian_spectrum_atoms",
+    "jacobian_spectrum_moments",
     "mode_depth_scales",
     "mode_eigenvalues",
     "phase",
