@@ -22,8 +22,9 @@ THEORY.md section 1):
 
 The verdict ``report.phase`` is the measured chi of the longest covered run of layers ("ordered",
 "critical" within ``critical_tol``, or "chaotic"), or None when the theory covers no run of at least two
-links. ``report.recommendation`` gives the critical (sigma_w2, sigma_b2) and the
-:func:`dltheory.nn.init.critical_init_` call that puts the model there.
+links. ``report.recommendation`` gives a critical (sigma_w2, sigma_b2) (the small-q* end of the critical
+line for bounded activations, where orthogonal weights give dynamical isometry; sigma_b2 = 0 for the ReLU
+family) and the :func:`dltheory.nn.init.critical_init_` call that puts the model there.
 
 The model runs in its current mode (train / eval); buffers (batch-norm running statistics) are restored
 afterwards and no ``.grad`` is written.
@@ -310,10 +311,13 @@ def _settled(bulk: list[int], q: np.ndarray, theory: Theory) -> list[int]:
 
 def _recommend(
     model: nn.Module, activation: Activation, sigma_b2: float, has_conv: bool, measured: float
-) -> Recommendation:
-    from dltheory.signalprop import fixed_point
+) -> Recommendation | None:
+    from dltheory.signalprop import critical_sigma_w2, fixed_point
 
-    sw2, sb2 = critical_parameters(activation, sigma_b2)
+    point = critical_parameters(activation, sigma_b2)
+    if point is None:
+        return None
+    sw2, sb2 = point
     weights = "delta_orthogonal" if has_conv else "orthogonal"
     q_star = float(fixed_point(activation, sw2, sb2, diverged="inf").q_star)
     spec = repr(activation.name)
@@ -321,14 +325,19 @@ def _recommend(
         args = ", ".join(f"{k}={v:.6g}" for k, v in activation.params.items())
         spec = f"get_activation({activation.name!r}, {args})"
     note = (
-        f"sigma_w2 = {sw2:.6g} puts {activation.name} at chi_1 = 1 for sigma_b2 = {sb2:.6g} "
-        f"(q* = {q_star:.4g}); the model measured chi = {measured:.4g}. Orthogonal weights ({weights}) also "
-        "concentrate the Jacobian spectrum (dynamical isometry, Xiao et al. 2018); weights='gaussian' "
-        "reaches the same chi_1 with i.i.d. weights."
+        f"sigma_w2 = {sw2:.6g}, sigma_b2 = {sb2:.6g} puts {activation.name} at chi_1 = 1 with q* = "
+        f"{q_star:.4g} (the model measured chi = {measured:.4g}). With orthogonal weights ({weights}) a "
+        "small q* also concentrates the Jacobian spectrum (dynamical isometry; Pennington et al. 2017, Xiao "
+        "et al. 2018); weights='gaussian' reaches the same chi_1 with i.i.d. weights."
     )
-    return Recommendation(
-        activation, sw2, sb2, weights, q_star, recommendation_call(model, spec, sw2, sb2, weights), note
-    )
+    if sb2 != sigma_b2 and sigma_b2 > 0:
+        try:
+            keep = float(critical_sigma_w2(activation, sigma_b2))
+            note += f" Keeping the model's sigma_b2 = {sigma_b2:.4g}, the critical sigma_w2 is {keep:.6g}."
+        except ValueError:
+            pass
+    call = recommendation_call(model, spec, sw2, sb2, weights)
+    return Recommendation(activation, sw2, sb2, weights, q_star, call, note)
 
 
 def _link_notes(links: list[Link], examples: int = 2) -> list[str]:

@@ -273,13 +273,17 @@ def theory_at(activation: Activation, sigma_w2: float, sigma_b2: float, tol: flo
     )
 
 
-def critical_parameters(activation: Activation, sigma_b2: float) -> tuple[float, float]:
-    """(sigma_w2, sigma_b2) on the critical line chi_1 = 1 closest to the model's bias variance: the
-    model's own sigma_b2 when it is positive, :data:`DEFAULT_SIGMA_B2` when it is zero, and 0 for positively
-    homogeneous activations (ReLU family, linear), which are critical only there."""
+def critical_parameters(activation: Activation, sigma_b2: float) -> tuple[float, float] | None:
+    """A point (sigma_w2, sigma_b2) on the critical line chi_1 = 1 to recommend, or None if the activation
+    has none. Positively homogeneous activations (ReLU family, linear) are critical only at sigma_b2 = 0.
+    Others get the small-q* end of the line, sigma_b2 = :data:`DEFAULT_SIGMA_B2`, where orthogonal
+    weights make the Jacobian spectrum concentrate (dynamical isometry; Pennington et al. 2017, Xiao et al.
+    2018), or failing that the model's own sigma_b2."""
     kernel = dual_kernel(activation)
-    if kernel.homogeneous_gain is not None:
-        target = 0.0
-    else:
-        target = sigma_b2 if sigma_b2 > 0 else DEFAULT_SIGMA_B2
-    return float(critical_sigma_w2(kernel, target)), float(target)
+    candidates = [0.0] if kernel.homogeneous_gain is not None else [DEFAULT_SIGMA_B2, sigma_b2]
+    for target in candidates:
+        try:
+            return float(critical_sigma_w2(kernel, target)), float(target)
+        except ValueError:
+            continue
+    return None
