@@ -59,12 +59,26 @@ _PHI: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def critical_point(activation: str, sigma_b2: float | None = None) -> tuple[float, float]:
-    """``(sigma_w2, sigma_b2)`` on the critical line chi_1 = 1 (Schoenholz et al. 2017, eq. 5; Xiao et
-    al. 2018, eq. 2.7), with the default ``sigma_b2`` of :class:`VanillaCNN` when none is given."""
+def critical_point(
+    activation: str, sigma_b2: float | None = None, *, q_star: float | None = None
+) -> tuple[float, float]:
+    """``(sigma_w2, sigma_b2)`` on the critical line chi_1 = 1 (Schoenholz et al. 2017, eq. 5; Xiao et al.
+    2018, eq. 2.7): at the given ``sigma_b2`` (default :data:`DEFAULT_SIGMA_B2`, 0 for ReLU and linear), or
+    at the point whose fixed-point variance is ``q_star`` (Pennington et al. 2017: small q* brings tanh
+    networks towards dynamical isometry)."""
     from dltheory.signalprop import critical_sigma_w2
+    from dltheory.signalprop.spectrum import critical_point_for_q_star
 
     check_choice("activation", activation, list(STACK_ACTIVATIONS))
+    if q_star is not None:
+        if sigma_b2 is not None:
+            raise ValueError(
+                f"give sigma_b2 or q_star, not both; got sigma_b2={sigma_b2!r}, q_star={q_star!r}"
+            )
+        if activation == "linear":
+            return 1.0, 0.0
+        sw2, sb2 = critical_point_for_q_star(activation, q_star)
+        return float(sw2), float(sb2)
     if sigma_b2 is None:
         sigma_b2 = 0.0 if activation in _ZERO_BIAS_ACTIVATIONS else DEFAULT_SIGMA_B2
     if activation == "linear":
@@ -109,6 +123,7 @@ class VanillaCNN(nn.Module):
         init: ``"delta_orthogonal"``, ``"orthogonal"`` or ``"gaussian"`` for the stack.
         sigma_w2, sigma_b2: weight and bias variances; ``sigma_w2=None`` = the critical value at
             ``sigma_b2`` (``sigma_b2=None`` = :data:`DEFAULT_SIGMA_B2`, 0 for ReLU and linear).
+        q_star: instead of ``sigma_w2``/``sigma_b2``: the critical point with this fixed-point variance.
         padding: ``"circular"`` (the paper's) or ``"zeros"`` for the stack (the stem always pads zeros).
         checkpoint: ``"auto"`` (keep every activation if they fit in ``activation_memory`` bytes, else
             checkpoint segments of sqrt(depth) layers), ``"none"``, ``"sqrt"`` or an int segment length.
@@ -128,6 +143,7 @@ class VanillaCNN(nn.Module):
         init: str = "delta_orthogonal",
         sigma_w2: float | None = None,
         sigma_b2: float | None = None,
+        q_star: float | None = None,
         padding: str = "circular",
         checkpoint: str | int = "auto",
         impl: str = "fused",
@@ -151,7 +167,13 @@ class VanillaCNN(nn.Module):
         else:
             check_int("checkpoint", checkpoint, minimum=1)
         self.checkpoint = checkpoint
-        if sigma_w2 is None:
+        if q_star is not None:
+            if sigma_w2 is not None:
+                raise ValueError(
+                    f"give sigma_w2 or q_star, not both; got sigma_w2={sigma_w2!r}, q_star={q_star!r}"
+                )
+            sigma_w2, sigma_b2 = critical_point(activation, sigma_b2, q_star=q_star)
+        elif sigma_w2 is None:
             sigma_w2, sigma_b2 = critical_point(activation, sigma_b2)
         elif sigma_b2 is None:
             sigma_b2 = 0.0 if activation in _ZERO_BIAS_ACTIVATIONS else DEFAULT_SIGMA_B2

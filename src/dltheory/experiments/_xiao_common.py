@@ -1,0 +1,144 @@
+"""Shared plumbing of the vanilla-CNN experiments (xiao-depth, xiao-init, xiao-trainability, xiao-recipe):
+image data as normalised tensors, and training one :class:`~dltheory.nn.models.VanillaCNN` through the
+generic resumable loop with the recipe's optimizer."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dltheory.data import load
+from dltheory.nn.models import VanillaCNN
+from dltheory.nn.recipe import TrainingRecipe, build_optimizer
+from dltheory.runner.runs import RunDir
+from dltheory.runner.train import EpochSampler, TrainOutcome, accuracy_evaluator, train
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10")
+CHANCE_LOSS = math.log(10.0)  # cross-entropy of a uniform guess over 10 classes (nats)
+
+
+@dataclass
+class ImageData:
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+
+def image_data(dataset: str, train_size: int, test_size: int) -> ImageData:
+    """The first ``train_size`` / ``test_size`` images of ``dataset`` as float32 ``[N, C, H, W]``,
+    standardised per channel with the statistics of the training images used."""
+    x_train, y_train = load(dataset, "train")
+    x_test, y_test = load(dataset, "test")
+
+    def to_tensor(x: Any, size: int) -> torch.Tensor:
+        t = torch.from_numpy(x[:size]).float() / 255.0
+        return t.unsqueeze(1) if t.dim() == 3 else t
+
+    xtr, xte = to_tensor(x_train, train_size), to_tensor(x_test, test_size)
+    mean = xtr.mean(dim=(0, 2, 3), keepdim=True)
+    std = xtr.std(dim=(0, 2, 3), keepdim=True)
+    return ImageData(
+        (xtr - mean) / std,
+        torch.from_numpy(y_train[:train_size]),
+        (xte - mean) / std,
+        torch.from_numpy(y_test[:test_size]),
+    )
+
+
+def evaluator(data: ImageData, train_eval_size: int = 1000):  # type: ignore[no-untyped-def]
+    """Test accuracy and loss, and (``train_eval_size > 0``) training accuracy and loss on the first
+    ``train_eval_size`` training images."""
+    test = accuracy_evaluator(
+        data.x_test, data.y_test, prefix="test", loss_fn=F.cross_entropy, batch_size=500
+    )
+    n = min(train_eval_size, len(data.y_train))
+    if n == 0:
+        return test
+    train_set = accuracy_evaluator(
+        data.x_train[:n], data.y_train[:n], prefix="train", loss_fn=F.cross_entropy, batch_size=500
+    )
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        return {**test(model), **train_set(model)}
+
+    return evaluate
+
+
+def train_network(
+    model: VanillaCNN,
+    recipe: TrainingRecipe,
+    data: ImageData,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    run_dir: RunDir | None,
+    name: str,
+    evaluations: int = 5,
+    train_eval_size: int = 1000,
+) -> TrainOutcome:
+    """Train ``model`` for ``steps`` steps of ``recipe`` (cross-entropy, shuffled epochs); evaluate
+    ``evaluations`` times; checkpoint to ``run_dir`` (resumable) under ``name``. A non-finite loss ends the
+    run with status "diverged"."""
+    optimizer, scheduler = build_optimizer(model, recipe)
+    sampler = EpochSampler(len(data.y_train), batch_size, seed)
+
+    def get_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.from_numpy(sampler.indices(step))
+        return data.x_train[idx], data.y_train[idx]
+
+    every = max(steps // max(evaluations, 1), 1)
+    return train(
+        model,
+        optimizer,
+        get_batch,
+        F.cross_entropy,
+        steps=steps,
+        run_dir=run_dir,
+        evaluate=evaluator(data, train_eval_size),
+        eval_every=every,
+        checkpoint_every=every if run_dir is not None else 0,
+        log_every=max(steps // 50, 1),
+        scheduler=scheduler,
+        seed=seed,
+        name=name,
+    )
+
+
+def curves(outcome: TrainOutcome) -> dict[str, list[float]]:
+    """Loss and evaluation curves of a training run, as lists for :class:`Result.data`."""
+    logged = [h for h in outcome.history if "loss" in h]
+    evals = [h for h in outcome.history if "test_accuracy" in h]
+    return {
+        "step": [h["step"] for h in logged],
+        "loss": [h["loss"] for h in logged],
+        "eval_step": [h["step"] for h in evals],
+        "test_accuracy": [h["test_accuracy"] for h in evals],
+        "test_loss": [h["test_loss"] for h in evals],
+        "train_accuracy": [h["train_accuracy"] for h in evals],
+        "train_loss": [h["train_loss"] for h in evals],
+    }
+
+
+def final_metrics(outcome: TrainOutcome) -> dict[str, Any]:
+    """Status and last evaluation of a run as ``final_*`` keys (NaN metrics when it diverged)."""
+    evals = [h for h in outcome.history if "test_accuracy" in h]
+    last = evals[-1] if evals and outcome.status == "completed" else {}
+    nan = float("nan")
+    return {
+        "status": outcome.status,
+        "steps_done": outcome.step,
+        **{
+            f"final_{key}": last.get(key, nan)
+            for key in ("test_accuracy", "test_loss", "train_accuracy", "train_loss")
+        },
+    }
