@@ -257,13 +257,22 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
                         (float(x_edges[j]), float(y_edges[i])),
                         x_edges[j + 1] - x_edges[j],
                         y_edges[i + 1] - y_edges[i],
-                        fill=False,
+                        fc="lightgrey",
                         hatch="xx",
-                        ec="cyan",
+                        ec="white",
                         lw=0,
                     )
                 )
-                ax.text(x, y, str(status[i, j]), ha="center", va="center", color="cyan", fontsize=7)
+                ax.text(
+                    x,
+                    y,
+                    str(status[i, j]),
+                    ha="center",
+                    va="center",
+                    color="black",
+                    fontsize=7,
+                    bbox={"fc": "white", "ec": "none", "pad": 1},
+                )
             elif np.isfinite(accuracy[i, j]):
                 ax.text(x, y, f"{accuracy[i, j]:.0f}", ha="center", va="center", color="grey", fontsize=7)
         ax.plot(
@@ -274,6 +283,9 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
             label="depth = 6 xi_c (mean-field)",
         )
         ax.set_yscale("log")
+        ax.set_yticks(depths, [str(int(d)) for d in depths])
+        ax.minorticks_off()
+        ax.set_xticks(sw2, [f"{v:g}" for v in sw2])
         ax.set_xlim(x_edges[0], x_edges[-1])
         ax.set_ylim(y_edges[0], y_edges[-1])
         ax.set_xlabel("sigma_w^2 (weight variance x fan-in)")
@@ -285,7 +297,9 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         ax=list(axes),
         label="test accuracy (%)",
     )
-    fig.suptitle(f"Trainability after a fixed budget, sigma_b^2 = {data['sigma_b2']:g} (hatched: diverged)")
+    fig.suptitle(
+        f"Trainability after a fixed budget, sigma_b^2 = {data['sigma_b2']:g} (grey hatched: diverged)"
+    )
     path = figures_dir / "xiao_trainability.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
