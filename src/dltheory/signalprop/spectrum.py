@@ -19,8 +19,10 @@ CNNs, whose Jacobian has the spectrum of the fully connected one.
   ``S_{D^2}(z) = u (1 + z) / z``), ``chi_{JJ^T}(z) = 1 / w`` becomes one equation in ``u``:
   orthogonal ``u^L (1 + z)^(L-1) z^(1-L) sigma_w2^(-L) = 1/w``, Gaussian ``u^L z^(1-L) (1 + z)^(-1)
   sigma_w2^(-L) = 1/w``. It is solved by Newton's method in log form, continued from far above the real
-  axis (``w = x + i Y``, ``z ~ m1 / w``) down to ``w = x + i 1e-7 x``, all grid points at once; every
-  logarithm stays on its principal branch because u, z and 1 + z stay in the lower half-plane.
+  axis (``w = x + i Y``, ``z ~ m1 / w``) down to ``w = x + i 1e-7 x`` and ``x + i 1e-8 x``, all grid
+  points at once, and the two densities are extrapolated linearly to ``Im w = 0`` (this removes the
+  O(Im w) Cauchy tails outside the support); every logarithm stays on its principal branch because u, z
+  and 1 + z stay in the lower half-plane.
 - ``psi_{D^2}(u) = E[lambda u / (1 - lambda u)]`` over ``lambda = phi'(sqrt(q*) z)^2``: exact for the
   piecewise-linear activations (ReLU family: atoms 1 and slope^2 with mass 1/2 each, so ``S_{D^2} =
   (z + 1)/(z + 1/2)`` for ReLU; hard tanh: atoms 1 and 0 with masses ``p = erf(1 / sqrt(2 q*))`` and
@@ -55,8 +57,9 @@ _Z_LIMIT = 9.5
 _PIECES = 48
 _NODES_PER_PIECE = 16
 _GAUSS_NODES = 64
-_ETA_RATIO = 0.75
+_ETA_RATIO = 0.2
 _ETA_FINAL = 1e-7
+_RICHARDSON = 0.1
 _NEWTON_TOL = 1e-13
 _NEWTON_MAX = 60
 
@@ -338,10 +341,8 @@ def jacobian_spectral_density(
     moments = jacobian_spectrum_moments(kernel.activation, sw2, 0.0, layers, weights, q_star=q)
     spread = math.sqrt(float(moments.mean) ** 2 + float(moments.variance))
     flat = points.reshape(-1)
-    z = _solve_subordination(values, masses, mu1, sw2, layers, weights == "gaussian", flat, spread)
-    w = flat * (1.0 + 1j * _ETA_FINAL)
-    density = -np.imag((1.0 + z) / w) / math.pi
-    return np.maximum(density, 0.0).reshape(points.shape)
+    density = _solve_subordination(values, masses, mu1, sw2, layers, weights == "gaussian", flat, spread)
+    return density.reshape(points.shape)
 
 
 def _solve_subordination(
@@ -354,7 +355,9 @@ def _solve_subordination(
     x: np.ndarray,
     spread: float,
 ) -> np.ndarray:
-    """``z = psi_{JJ^T}(1 / w)`` at ``w = x (1 + i 1e-7)`` by Newton continuation in Im w (see module doc)."""
+    """The density at x: ``z = psi_{JJ^T}(1 / w)`` by Newton continuation in Im w down to ``eta = 1e-7 x``
+    and ``1e-8 x`` (see the module docstring), ``rho_eta = -Im((1 + z) / w) / pi`` extrapolated to
+    ``eta = 0``; 0 far below the spectrum (where ``1 + z`` underflows), NaN where Newton failed."""
     top = 100.0 * np.maximum(x, spread)
     bottom = _ETA_FINAL * x
     steps = int(math.ceil(np.max(np.log(top / bottom)) / -math.log(_ETA_RATIO)))
@@ -379,16 +382,20 @@ def _solve_subordination(
             df = layers / u + (layers - 1) * (1.0 / (1.0 + z) - 1.0 / z) * dz
         return f, df, z
 
-    failed = np.zeros(x.shape, dtype=bool)
     for k in range(steps + 1):
-        frac = min(k / steps, 1.0) if steps else 1.0
-        w = x + 1j * top * (bottom / top) ** frac
-        log_w = np.log(w)
-        tol = _NEWTON_TOL if k == steps else 1e-9
-        u, converged = _damped_newton(residual, u, log_w, tol)
-        failed = ~converged if k == steps else failed
-    _, _, z = residual(u, np.log(w))
-    return np.where(failed, np.nan, z)
+        w = x + 1j * top * (bottom / top) ** (k / steps)
+        u, _ = _damped_newton(residual, u, np.log(w), 1e-9)
+    densities, failed = [], np.zeros(x.shape, dtype=bool)
+    for eta in (bottom, bottom * _RICHARDSON):
+        w = x + 1j * eta
+        u, converged = _damped_newton(residual, u, np.log(w), _NEWTON_TOL)
+        z = residual(u, np.log(w))[2]
+        below = ~converged & (z.real < -1.0 + 1e-8)  # far below the spectrum: 1 + z underflows, rho = 0
+        densities.append(np.where(below, 0.0, -np.imag((1.0 + z) / w) / math.pi))
+        failed |= ~converged & ~below
+    # Richardson extrapolation to Im w = 0 removes the O(eta) Cauchy tails (e.g. of the atom at 0)
+    extrapolated = (densities[1] - _RICHARDSON * densities[0]) / (1.0 - _RICHARDSON)
+    return np.where(failed, np.nan, np.maximum(extrapolated, 0.0))
 
 
 def _damped_newton(
