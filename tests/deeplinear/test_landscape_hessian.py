@@ -78,8 +78,21 @@ def test_lanczos_extremes_match_dense_spectrum(dims):
     # the eigenvector is a genuine direction of that curvature
     v = lanczos.min_vector
     assert v @ hessian.matvec(v) == pytest.approx(lanczos.min_eigenvalue, abs=1e-6 * scale)
+    arpack = hessian_extremes(hessian, method="arpack", tol=1e-8, max_matvecs=4000)
+    assert arpack.max_eigenvalue == pytest.approx(eigenvalues[-1], rel=1e-6)
+    assert arpack.min_eigenvalue == pytest.approx(eigenvalues[0], abs=1e-6 * scale)
     dense = hessian_extremes(hessian, method="dense")
     assert dense.min_eigenvalue == pytest.approx(eigenvalues[0], abs=1e-10 * scale)
+
+
+def test_lanczos_on_a_zero_hessian():
+    """W = 0 at depth 3 with a zero-gradient loss: the Hessian is exactly 0 (Krylov breakdown)."""
+    weights = [np.zeros((30, 30)) for _ in range(3)]
+    A = end_to_end(weights)
+    hessian = ProductHessian(weights, np.zeros_like(A), lambda dA: 0.0 * dA)
+    for method in ("lanczos", "arpack"):
+        result = hessian_extremes(hessian, method=method)
+        assert result.min_eigenvalue == 0.0 and result.max_eigenvalue == 0.0
 
 
 def test_hessian_extremes_rejects_unknown_method():

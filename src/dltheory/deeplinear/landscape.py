@@ -240,7 +240,7 @@ def analyze(
     gap_tol: float = 1e-6,
     curvature_tol: float = 1e-7,
     hessian: str = "auto",
-    lanczos_tol: float = 1e-5,
+    lanczos_tol: float = 1e-4,
     escape_radius: float | None = None,
     perturbation_samples: int = 200,
     rank_rtol: float = 1e-9,
@@ -261,7 +261,9 @@ def analyze(
     Tolerances: critical when the gradient norm (Clarke-stationarity estimate for non-smooth f) is at
     most ``grad_tol * max(1, |L|)``; global when the gap is at most ``gap_tol * max(1, |f*|)``; negative
     curvature below ``-curvature_tol * |lambda_max|``. ``hessian``: "auto" (dense up to 1,200 parameters,
-    else Lanczos), "dense", "lanczos" or "none". ``escape_radius`` (default ``1e-2 max(1, ||W||)``)
+    else Lanczos), "dense", "lanczos", "arpack" or "none"; ``lanczos_tol``: residual of the extreme Ritz
+    pairs relative to the spectral radius (see :func:`~dltheory.deeplinear.hessian.hessian_extremes`).
+    ``escape_radius`` (default ``1e-2 max(1, ||W||)``)
     bounds the descent searches; ``perturbation_samples`` random directions per radius test local
     minimality. ``optimum``: a precomputed :func:`~dltheory.deeplinear.optimum.global_optimum` of the same
     problem (saves the solve when many points of one problem are certified); otherwise it is computed,
@@ -273,7 +275,7 @@ def analyze(
     objective = make_objective(
         loss, X, Y, shape, l2=l2, differentiable=differentiable, convex=convex, **dict(loss_params or {})
     )
-    check_choice("hessian", hessian, ("auto", "dense", "lanczos", "none"))
+    check_choice("hessian", hessian, ("auto", "dense", "lanczos", "arpack", "none"))
     for name, value in (("grad_tol", grad_tol), ("gap_tol", gap_tol), ("curvature_tol", curvature_tol)):
         check_positive(name, value)
     check_int("perturbation_samples", perturbation_samples, minimum=1)
