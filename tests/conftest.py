@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import matplotlib
-import pytest
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy loads BLAS: 2 xdist workers on 2 cores
+from pathlib import Path  # noqa: E402
+
+import matplotlib  # noqa: E402
+import pytest  # noqa: E402
 
 matplotlib.use("Agg")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if "DLTHEORY_DATA" not in os.environ and SHARED_DATA.is_dir():
     os.environ["DLTHEORY_DATA"] = str(SHARED_DATA)
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def has_dataset(name: str, files: tuple[str, ...]) -> bool:
