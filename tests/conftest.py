@@ -17,20 +17,6 @@ if "DLTHEORY_DATA" not in os.environ and SHARED_DATA.is_dir():
     os.environ["DLTHEORY_DATA"] = str(SHARED_DATA)
 
 
-def has_dataset(name: str, files: tuple[str, ...]) -> bool:
-    from dltheory.data.sources import find_dataset_dir
-
-    return find_dataset_dir(name, files) is not None
-
-
-MNIST_FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
-
-
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch):
     """A private, empty user cache and a data path with nothing on it."""

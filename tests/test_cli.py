@@ -4,7 +4,7 @@ import struct
 import pytest
 from typer.testing import CliRunner
 
-from conftest import MNIST_FILES, has_dataset
+from support import MNIST_FILES, has_dataset
 from dltheory.cli import app
 
 runner = CliRunner()

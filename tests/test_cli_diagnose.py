@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from conftest import MNIST_FILES, has_dataset
+from support import MNIST_FILES, has_dataset
 from dltheory.commands import diagnose as diagnose_command
 
 FACTORY = textwrap.dedent(

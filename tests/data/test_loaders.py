@@ -3,7 +3,7 @@ import pickle
 import numpy as np
 import pytest
 
-from conftest import MNIST_FILES, has_dataset
+from support import MNIST_FILES, has_dataset
 from dltheory.data import DataNotFoundError, load
 from dltheory.data.idx import read_idx, write_idx
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import has_dataset
+from support import has_dataset
 from dltheory.experiments import arora_lp_regression as exp
 from dltheory.experiments.base import config_to_dict
 from dltheory.runner.runs import RunDir

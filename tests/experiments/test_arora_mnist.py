@@ -8,7 +8,7 @@ import matplotlib.image
 import pytest
 import torch
 
-from conftest import MNIST_FILES, has_dataset
+from support import MNIST_FILES, has_dataset
 from dltheory.experiments import arora_mnist as exp
 from dltheory.experiments.base import config_to_dict
 from dltheory.nn import overparameterize

@@ -8,7 +8,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from conftest import MNIST_FILES, has_dataset
+from support import MNIST_FILES, has_dataset
 from dltheory.experiments import xiao_depth, xiao_init, xiao_recipe, xiao_trainability
 from dltheory.experiments.base import Result, config_to_dict
 from dltheory.runner.runs import RunDir

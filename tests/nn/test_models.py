@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import MNIST_FILES, has_dataset
+from support import MNIST_FILES, has_dataset
 from dltheory.nn.init import conv_operator_singular_values
 from dltheory.nn.models import DEFAULT_SIGMA_B2, VanillaCNN, critical_point
 from dltheory.signalprop import critical_sigma_w2
