@@ -10,7 +10,7 @@ Trajectory agreement: both start from the same end-to-end matrix (balanced facto
 and train for the same time ``steps * lr = --agreement-time``; reported is
 ``||W_e2e - W_explicit|| / ||W_explicit - W_0||``, which is O(lr) (first-order agreement: halving lr should
 roughly halve it), at two learning rates.
-Run: python benchmarks/bench_end_to_end.py [--width 1024] [--depths 2 3] [--batches 64 512 4096]
+Run: python benchmarks/bench_end_to_end.py [--width 1024] [--depths 2 3] [--batches 64 1024 4096]
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--depths", type=int, nargs="+", default=[2, 3])
-    parser.add_argument("--batches", type=int, nargs="+", default=[64, 512, 4096])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--agreement-time", type=float, default=2.0)
+    parser.add_argument("--batches", type=int, nargs="+", default=[64, 1024, 4096])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--agreement-time", type=float, default=0.4)
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "end_to_end.json")
     args = parser.parse_args()
 
@@ -90,6 +90,9 @@ def main() -> None:
                 layer, EndToEndOptimizer(layer.parameters(), lr=1e-3, depth=depth), x, y, args.repeats
             )
             t_deep = step_time(deep, torch.optim.SGD(deep.parameters(), lr=1e-3), x, y, args.repeats)
+            print(
+                f"depth {depth}, batch {batch}: end-to-end {t_e2e:.4f} s, explicit {t_deep:.4f} s", flush=True
+            )
             rows.append(
                 {
                     "depth": depth,
@@ -104,10 +107,10 @@ def main() -> None:
             "depth": depth,
             "lr": lr,
             "steps": int(round(args.agreement_time / lr)),
-            "relative_deviation": agreement(args.width, depth, lr, args.agreement_time, 256, seed=1),
+            "relative_deviation": agreement(args.width, depth, lr, args.agreement_time, args.width, seed=1),
         }
         for depth in args.depths
-        for lr in (0.1, 0.05)
+        for lr in (0.02, 0.01)
     ]
     payload = {
         "benchmark": "end_to_end",
@@ -139,7 +142,7 @@ def main() -> None:
         )
     console = Console()
     console.print(table)
-    agree = Table(title=f"trajectory agreement, steps x lr = {args.agreement_time:g} (batch 256)")
+    agree = Table(title=f"trajectory agreement, steps x lr = {args.agreement_time:g} (batch {args.width})")
     for column in ("depth N", "lr", "steps", "||W_e2e - W_explicit|| / ||W_explicit - W_0||"):
         agree.add_column(column, justify="right")
     for a in agreements:
