@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from support import MNIST_FILES, has_dataset
 from dltheory.commands import diagnose as diagnose_command
+from support import MNIST_FILES, has_dataset
 
 FACTORY = textwrap.dedent(
     """
