@@ -49,26 +49,29 @@ def counterexample_function(smoothing: float | None = None) -> MatrixFunction:
     weights = np.array([2.0, 1.0])
     offset = np.array([0.0, 1.0])
 
-    def fn(A: np.ndarray) -> tuple[float, np.ndarray]:
-        value, slope, _ = _abs_smoothed(A[:, 0] - offset, delta)
-        return float(weights @ value - 1.0), (weights * slope)[:, None]
+    def fn(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        value, slope, _ = _abs_smoothed(A[..., 0] - offset, delta)
+        return value @ weights - 1.0, (weights * slope)[..., None]
 
     def hvp(A: np.ndarray, dA: np.ndarray) -> np.ndarray:
-        _, _, curvature = _abs_smoothed(A[:, 0] - offset, delta)
-        return (weights * curvature)[:, None] * dA
+        _, _, curvature = _abs_smoothed(A[..., 0] - offset, delta)
+        return (weights * curvature)[..., None] * dA
 
     name = "2|a| + |b-1| - 1" if delta is None else f"Huber-smoothed 2|a| + |b-1| - 1 (delta={delta:g})"
     return MatrixFunction(
-        fn,
+        fn,  # type: ignore[arg-type]
         (2, 1),
         differentiable=delta is not None,
         convex=True,
         hessian_vector=hvp if delta is not None else None,
         name=name,
+        vectorized=True,
     )
 
 
-def network_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, smoothing: float | None = None) -> np.ndarray:
+def network_loss(
+    x: np.ndarray | float, y: np.ndarray | float, z: np.ndarray | float, smoothing: float | None = None
+) -> np.ndarray:
     """``L(x, (y, z)) = f(x y, x z)`` evaluated elementwise on arrays (for landscape plots)."""
     delta = None if smoothing is None else float(check_positive("smoothing", smoothing))
     a = np.asarray(x) * np.asarray(y)
