@@ -11,6 +11,9 @@ and train for the same time ``steps * lr = --agreement-time``; reported is
 ``||W_e2e - W_explicit|| / ||W_explicit - W_0||``, which is O(lr) (first-order agreement: halving lr should
 roughly halve it), at two learning rates.
 Run: python benchmarks/bench_end_to_end.py [--width 1024] [--depths 2 3] [--batches 64 1024 4096]
+     [--threads 1]
+(on a loaded machine multi-threaded LAPACK SVDs slow down far more than matrix products: compare runs with
+--threads 1 as well)
 """
 
 from __future__ import annotations
@@ -75,8 +78,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 1024, 4096])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--agreement-time", type=float, default=0.4)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "end_to_end.json")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     gen = torch.Generator().manual_seed(0)
     rows = []
