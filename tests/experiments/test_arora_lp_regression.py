@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from support import has_dataset
 from dltheory.experiments import arora_lp_regression as exp
 from dltheory.experiments.base import config_to_dict
 from dltheory.runner.runs import RunDir
+from support import has_dataset
 
 pytestmark = pytest.mark.skipif(
     not has_dataset("gas-sensor-drift", ("gas_sensor_drift.csv.gz",)), reason="gas-sensor data not available"

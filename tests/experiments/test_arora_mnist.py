@@ -8,11 +8,11 @@ import matplotlib.image
 import pytest
 import torch
 
-from support import MNIST_FILES, has_dataset
 from dltheory.experiments import arora_mnist as exp
 from dltheory.experiments.base import config_to_dict
 from dltheory.nn import overparameterize
 from dltheory.runner.runs import RunDir
+from support import MNIST_FILES, has_dataset
 
 
 def test_overparameterized_tutorial_net_starts_as_the_same_function():
