@@ -18,7 +18,7 @@ import dltheory
 from dltheory.core.io import to_json
 from dltheory.nn.diagnose import DiagnoseError, diagnose
 from dltheory.nn.diagnose_adapters import unrolled
-from dltheory.nn.diagnose_theory import GaussianMaps
+from dltheory.nn.diagnose_theory import GaussianMaps, _spread
 from dltheory.nn.init import delta_orthogonal_
 from dltheory.signalprop import critical_sigma_w2
 from dltheory.signalprop.kernels import dual_kernel
@@ -172,6 +172,42 @@ def test_one_conv_layer_prediction_is_the_exact_expectation_over_weights():
     window = F.avg_pool2d(x.square().mean(1, keepdim=True), 3, stride=2, padding=1, count_include_pad=True)
     expected = float((9 * c_in * magnitude**2) * window.mean())
     assert report.predicted.q[0] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular"),
+        nn.Conv2d(1, 1, 3, stride=2, padding=1),
+        nn.Conv2d(1, 1, (3, 5), padding="same", dilation=(1, 2), padding_mode="reflect"),
+        nn.Conv2d(1, 1, 4, stride=3, padding=2, padding_mode="replicate"),
+        nn.Conv1d(1, 1, 5, padding=2, padding_mode="circular"),
+        nn.Conv3d(1, 1, 3, stride=(1, 2, 1), padding=0),
+    ],
+)
+def test_spatial_spread_is_the_layers_own_convolution(conv):
+    """``sum_b v_b M(s p + d b)`` equals the layer itself applied to M with the profile as its kernel."""
+    rng = np.random.default_rng(0)
+    profile = rng.uniform(0.1, 1.0, conv.kernel_size)
+    profile /= profile.sum()
+    maps = rng.uniform(0.0, 2.0, (3, *([9] * (conv.weight.dim() - 2))))
+    reference = conv.double()
+    with torch.no_grad():
+        reference.weight.copy_(torch.from_numpy(profile).reshape(conv.weight.shape))
+        expected = reference._conv_forward(torch.from_numpy(maps).unsqueeze(1), reference.weight, None)
+    np.testing.assert_allclose(_spread(conv, maps, profile), expected[:, 0].numpy(), rtol=1e-12)
+
+
+def test_kinked_activation_on_large_maps_is_predicted_with_spatial_means():
+    g = torch.Generator().manual_seed(15)
+    layers: list[nn.Module] = []
+    for _ in range(4):
+        layers += [nn.Conv2d(32, 32, 3, padding=1), nn.Hardtanh()]
+    x = torch.randn(32, 32, 8, 8, generator=g)
+    report = diagnose(nn.Sequential(*layers[:-1]), x, jacobian=False)
+    assert [layer.activation for layer in report.layers[:-1]] == ["hard_tanh"] * 3
+    assert any("spatial mean" in note for note in report.notes)
+    assert np.all(np.isfinite(report.predicted.c)) and np.max(np.abs(report.c - report.predicted.c)) < 0.1
 
 
 def test_vanilla_cnn_is_unrolled_and_recommendation_resets_it():

@@ -411,6 +411,11 @@ def _predict(
         seg = predict_segment(traces, params, links, (start, stop), options.pair_a, options.pair_b)
         curves.q[start : stop + 1], curves.c[start : stop + 1] = seg.q, seg.c
         curves.chi[start:stop] = seg.chi
+        if seg.approximated:
+            notes.append(
+                f"layers {start}-{stop}: the correlation map of a kinked activation was evaluated at each "
+                "pair's spatial mean statistics (2-D quadrature per position would be too slow)"
+            )
         if seg.stopped is not None:
             notes.append(
                 f"mean-field prediction stopped at {seg.stopped}: the predicted variance is not finite"

@@ -21,31 +21,39 @@ measure. The backward pass shrinks or grows the squared pre-activation gradient 
 variance instead of q*), which is chi_1 once q^l has reached q*.
 
 Gaussian expectations come from :mod:`dltheory.signalprop.kernels` (closed forms for the ReLU family and
-erf, quadrature otherwise). For smooth activations the correlated expectation uses the Hermite (Mehler)
-series ``sum_{k <= K} a_k(q_1) a_k(q_2) c^k`` of :func:`dltheory.core.gaussian.hermite_coefficients`, with
-K = 64 for variances up to 4 and K = 256 up to 16 (measured maximum error 5e-6 and 1.4e-6 relative to
-``sqrt(E[phi(u_1)^2] E[phi(u_2)^2])`` for tanh, checked against the 2-D quadrature in the tests), because it
-is ~50x faster on the per-position maps of convolutions; larger variances use the 2-D quadrature.
+erf, quadrature otherwise). For smooth activations at variances 1e-8 <= q <= 16 they are read from cubic
+splines in log q through exact values on 2,048 points, and the correlated expectation is the Hermite
+(Mehler) series ``sum_{k <= 256} a_k(q_1) a_k(q_2) c^k`` with the coefficients of
+:func:`dltheory.core.gaussian.hermite_coefficients` interpolated the same way (maximum error 2e-6 relative
+to ``sqrt(E[phi(u_1)^2] E[phi(u_2)^2])`` for tanh, checked against the 2-D quadrature in the tests): the
+per-position maps of a convolution need thousands of values per layer. Kinked activations without a closed
+form (hard tanh, SELU) need 2-D quadrature; on large maps their correlated expectation is evaluated at the
+spatial mean of each pair's statistics (noted in the report).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from scipy.interpolate import CubicSpline
 from torch import nn
 
-from dltheory.core.activations import Activation
+from dltheory.core.activations import Activation, get_activation
 from dltheory.core.gaussian import hermite_coefficients
 from dltheory.nn.diagnose_trace import LayerTrace, Link
 from dltheory.signalprop import critical_sigma_w2, fixed_point
 from dltheory.signalprop.kernels import dual_kernel
 
-#: (largest variance, series order) of the Hermite-series tiers for smooth activations; 2-D quadrature above
-SERIES_TIERS = ((4.0, 64), (16.0, 256))
+#: variances at which the Gaussian moments and Hermite coefficients of smooth activations are tabulated
+TABLE_Q = np.geomspace(1e-8, 16.0, 2048)
+#: order of the Hermite (Mehler) series of the correlated expectation
+TABLE_ORDER = 256
+#: above this many (pair, position) values a slow activation's cross term uses spatial means per pair
+SLOW_POINTS = 256
 #: sigma_b2 recommended for bounded activations when the model has no bias variance: the authors' public
 #: demo value (Xiao et al. 2018: sigma_w2 = 1.05, sigma_b2 = 2.01e-5 is on the tanh critical line)
 DEFAULT_SIGMA_B2 = 2.01e-5
@@ -80,33 +88,73 @@ def layer_params(module: nn.Module) -> LayerParams:
 # ------------------------------------------------------------------------------------ Gaussian maps
 
 
+@dataclass(frozen=True)
+class _Tables:
+    """Cubic splines in log q of E[phi^2], E[phi'^2] and the Hermite coefficients a_0..a_K on
+    :data:`TABLE_Q`."""
+
+    moments: CubicSpline
+    hermite: CubicSpline
+
+
+@lru_cache(maxsize=16)
+def _tables(name: str, params: tuple[tuple[str, float], ...]) -> _Tables:
+    options: dict[str, Any] = dict(params)
+    activation = get_activation(name, **options)
+    kernel = dual_kernel(activation)
+    log_q = np.log(TABLE_Q)
+    m, _, d = kernel.moments(TABLE_Q)
+    coefficients = hermite_coefficients(activation, TABLE_Q, TABLE_ORDER)
+    return _Tables(
+        CubicSpline(log_q, np.stack([m, d], axis=-1), axis=0), CubicSpline(log_q, coefficients, axis=0)
+    )
+
+
 class GaussianMaps:
-    """E[phi^2], E[phi'^2] at variance q and E[phi(u_1) phi(u_2)] for correlated Gaussians, vectorised."""
+    """E[phi^2], E[phi'^2] at variance q and E[phi(u_1) phi(u_2)] for correlated Gaussians, vectorised.
+
+    For smooth registry activations values at ``TABLE_Q[0] <= q <= TABLE_Q[-1]`` come from cubic splines
+    in log q through exact values on :data:`TABLE_Q` (built once per activation and process), and the
+    correlated expectation from the Hermite series of order :data:`TABLE_ORDER` with spline-interpolated
+    coefficients; other variances, kinked activations and closed forms use :mod:`dltheory.signalprop.kernels`
+    directly. ``slow`` marks activations whose correlated expectation needs 2-D quadrature (kinks without a
+    closed form: hard tanh, SELU), about 1-2 ms per point."""
 
     def __init__(self, activation: Activation):
         self.activation = activation
         self.kernel = dual_kernel(activation)
+        smooth = not activation.kinks and activation.derivative_method == "exact"
+        self.tables = _tables(activation.name, tuple(sorted(activation.params.items()))) if smooth else None
+        self.slow = bool(activation.kinks) and not self.kernel.closed_form
+
+    def _in_table(self, q: np.ndarray) -> np.ndarray:
+        return (q >= TABLE_Q[0]) & (q <= TABLE_Q[-1])
 
     def moments(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        m, _, d = self.kernel.moments(np.asarray(q, dtype=np.float64))
+        q = np.asarray(q, dtype=np.float64)
+        if self.tables is None or self.kernel.closed_form:
+            m, _, d = self.kernel.moments(q)
+            return np.asarray(m), np.asarray(d)
+        m, d = np.empty(q.shape), np.empty(q.shape)
+        inside = self._in_table(q)
+        values = self.tables.moments(np.log(q[inside]))
+        m[inside], d[inside] = values[..., 0], values[..., 1]
+        if np.any(~inside):
+            m_out, _, d_out = self.kernel.moments(q[~inside])
+            m[~inside], d[~inside] = m_out, d_out
         return m, d
 
     def cross(self, q1: np.ndarray, q2: np.ndarray, c: np.ndarray) -> np.ndarray:
         q1, q2, c = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (q1, q2, c)))
-        if self.kernel.closed_form or self.activation.kinks:
+        if self.tables is None or self.kernel.closed_form:
             return np.asarray(self.kernel.cross(q1, q2, c)[0])
         out = np.empty(q1.shape)
-        largest = np.maximum(q1, q2)
-        done = np.zeros(q1.shape, dtype=bool)
-        for q_max, order in SERIES_TIERS:
-            tier = ~done & (largest <= q_max)
-            if np.any(tier):
-                a1 = hermite_coefficients(self.activation, q1[tier], order)
-                a2 = hermite_coefficients(self.activation, q2[tier], order)
-                out[tier] = np.sum(a1 * a2 * c[tier][:, None] ** np.arange(order + 1), axis=-1)
-                done |= tier
-        if np.any(~done):
-            out[~done] = self.kernel.cross(q1[~done], q2[~done], c[~done])[0]
+        inside = self._in_table(q1) & self._in_table(q2)
+        a1 = self.tables.hermite(np.log(q1[inside]))
+        a2 = self.tables.hermite(np.log(q2[inside]))
+        out[inside] = np.sum(a1 * a2 * c[inside][:, None] ** np.arange(TABLE_ORDER + 1), axis=-1)
+        if np.any(~inside):
+            out[~inside] = self.kernel.cross(q1[~inside], q2[~inside], c[~inside])[0]
         return out
 
 
@@ -126,18 +174,38 @@ def _adapt(maps: np.ndarray, positions: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(mean.reshape((-1,) + (1,) * len(positions)), (maps.shape[0],) + positions).copy()
 
 
+_NUMPY_PAD = {"zeros": "constant", "circular": "wrap", "reflect": "reflect", "replicate": "edge"}
+
+
+def _pad_widths(module: Any) -> list[tuple[int, int]]:
+    """(before, after) padding per spatial axis, as ``nn.ConvNd`` pads (``padding="same"`` puts the odd
+    pixel after)."""
+    kernel, dilation = module.kernel_size, module.dilation
+    if isinstance(module.padding, str):
+        if module.padding == "valid":
+            return [(0, 0)] * len(kernel)
+        totals = [d * (k - 1) for d, k in zip(dilation, kernel, strict=True)]
+        return [(t // 2, t - t // 2) for t in totals]
+    return [(p, p) for p in module.padding]
+
+
 def _spread(module: Any, maps: np.ndarray, profile: np.ndarray) -> np.ndarray:
-    """``sum_b v_b M(p + b)`` over the layer's own taps, stride, dilation and padding."""
-    ndim = profile.ndim
-    conv = (F.conv1d, F.conv2d, F.conv3d)[ndim - 1]
-    t = torch.from_numpy(np.ascontiguousarray(maps)).unsqueeze(1)
-    kernel = torch.from_numpy(np.ascontiguousarray(profile)).reshape((1, 1) + profile.shape)
-    padding = module.padding
-    if module.padding_mode != "zeros":
-        t = F.pad(t, module._reversed_padding_repeated_twice, mode=module.padding_mode)
-        padding = 0
-    out = conv(t, kernel, None, module.stride, padding, module.dilation)
-    return out[:, 0].numpy()
+    """``sum_b v_b M(s p + d b)`` over the layer's own taps b, stride s, dilation d and padding mode."""
+    widths = _pad_widths(module)
+    padded = np.pad(maps, [(0, 0), *widths], mode=_NUMPY_PAD[module.padding_mode])  # type: ignore[call-overload]
+    stride, dilation = module.stride, module.dilation
+    sizes = [
+        (padded.shape[1 + axis] - dilation[axis] * (profile.shape[axis] - 1) - 1) // stride[axis] + 1
+        for axis in range(profile.ndim)
+    ]
+    out = np.zeros((maps.shape[0], *sizes))
+    for tap in np.ndindex(*profile.shape):
+        window = tuple(
+            slice(dilation[a] * tap[a], dilation[a] * tap[a] + stride[a] * (sizes[a] - 1) + 1, stride[a])
+            for a in range(profile.ndim)
+        )
+        out += profile[tap] * padded[(slice(None), *window)]
+    return out
 
 
 def _apply_layer(trace: LayerTrace, params: LayerParams, maps: np.ndarray) -> np.ndarray:
@@ -153,7 +221,8 @@ def _apply_layer(trace: LayerTrace, params: LayerParams, maps: np.ndarray) -> np
 class SegmentPrediction:
     """Mean-field curves along layers ``start..stop`` (inclusive); ``chi[i]`` belongs to the link
     ``start + i -> start + i + 1``. ``stopped`` names the layer where the prediction had to stop (a
-    variance that is no longer finite), if any."""
+    variance that is no longer finite), if any; ``approximated`` is True when a slow activation's
+    correlated expectation was taken at the spatial mean of each pair's statistics."""
 
     start: int
     stop: int
@@ -161,6 +230,7 @@ class SegmentPrediction:
     c: np.ndarray
     chi: np.ndarray
     stopped: str | None = None
+    approximated: bool = False
 
 
 def segments(links: list[Link], n_layers: int) -> list[tuple[int, int]]:
@@ -189,6 +259,7 @@ def predict_segment(
     c = np.full(n, np.nan)
     chi = np.full(max(n - 1, 0), np.nan)
     diag = cross = None
+    approximated = False
     for i in range(start, stop + 1):
         trace, p = traces[i], params[i]
         if i == start:
@@ -199,20 +270,29 @@ def predict_segment(
             maps = GaussianMaps(activation)
             m_diag, d = maps.moments(diag)
             chi[i - 1 - start] = p.sigma_w2 * float(np.mean(d))
+            qa, qb, qab = diag[pair_a], diag[pair_b], cross
+            if maps.slow and qab.size > SLOW_POINTS:
+                qa, qb, qab = (_spatial_mean(a) for a in (qa, qb, qab))
+                approximated = True
             with np.errstate(invalid="ignore", divide="ignore"):
-                corr = np.clip(cross / np.sqrt(diag[pair_a] * diag[pair_b]), -1.0, 1.0)
-            m_cross = maps.cross(diag[pair_a], diag[pair_b], np.nan_to_num(corr))
+                corr = np.clip(qab / np.sqrt(qa * qb), -1.0, 1.0)
+            m_cross = np.broadcast_to(maps.cross(qa, qb, np.nan_to_num(corr)), cross.shape)
         positions = _positions(trace)
         diag = _apply_layer(trace, p, _adapt(np.asarray(m_diag), positions))
         cross = _apply_layer(trace, p, _adapt(np.asarray(m_cross), positions))
         if not (np.all(np.isfinite(diag)) and np.all(np.isfinite(cross))):
-            return SegmentPrediction(start, stop, q, c, chi, stopped=trace.name)
+            return SegmentPrediction(start, stop, q, c, chi, stopped=trace.name, approximated=approximated)
         q[i - start] = float(diag.mean())
         flat_d = diag.reshape(diag.shape[0], -1).sum(axis=1)
         flat_x = cross.reshape(cross.shape[0], -1).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             c[i - start] = float(np.mean(flat_x / np.sqrt(flat_d[pair_a] * flat_d[pair_b])))
-    return SegmentPrediction(start, stop, q, c, chi)
+    return SegmentPrediction(start, stop, q, c, chi, approximated=approximated)
+
+
+def _spatial_mean(maps: np.ndarray) -> np.ndarray:
+    """Per-row mean over the positions, kept as a broadcastable array."""
+    return maps.reshape(maps.shape[0], -1).mean(axis=1).reshape((-1,) + (1,) * (maps.ndim - 1))
 
 
 # ------------------------------------------------------------------------------------ fixed point

@@ -19,9 +19,11 @@ with respect to the pre-activation for every input, ``|g_b^l|^2``. Hooks registe
 
 from __future__ import annotations
 
+import bisect
 import math
 import operator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -133,9 +135,10 @@ class Link:
 # ------------------------------------------------------------------------------------ statistics
 
 
+@lru_cache(maxsize=64)
 def _sub_index(numel: int) -> torch.Tensor:
-    count = min(numel, SUBSAMPLE)
-    return torch.linspace(0, numel - 1, count).round().long()
+    """At most :data:`SUBSAMPLE` evenly spread flat indices (the same ones for tensors of equal size)."""
+    return torch.from_numpy(np.linspace(0, numel - 1, min(numel, SUBSAMPLE)).round().astype(np.int64))
 
 
 def subsample(t: torch.Tensor) -> torch.Tensor:
@@ -330,8 +333,11 @@ def analyse_links(layers: list[LayerTrace], leaves: list[LeafCall]) -> list[Link
     """For each pair of consecutive layers, whether the second one's input is a known elementwise
     activation of the first one's output (then the mean-field maps apply to that link) and, if not, why."""
     links = []
+    positions = [call.position for call in leaves]  # increasing: the order the hooks fired in
     for a, b in zip(layers, layers[1:], strict=False):
-        between = [call for call in leaves if a.position < call.position < b.position]
+        between = leaves[
+            bisect.bisect_right(positions, a.position) : bisect.bisect_left(positions, b.position)
+        ]
         names = [_describe(call) for call in between]
         norms = [call for call in between if isinstance(call.module, NORM_TYPES)]
         if norms:
