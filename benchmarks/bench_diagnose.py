@@ -9,7 +9,7 @@ timed in the same process, interleaved, and the best of ``repeats`` is kept. The
 1,000, 64 channels, batch 64, ratio <= 3; on 2 shared CPU cores one step at depth 1,000 takes minutes, so the
 default depth is 100 (pass ``--depth 1000`` to measure the full size).
 
-Run: python benchmarks/bench_diagnose.py [--depth 100] [--channels 64] [--batch 64] [--size 8]
+Run: python benchmarks/bench_diagnose.py [--depth 100] [--channels 64] [--batch 64] [--size 8] [--threads 1]
 """
 
 from __future__ import annotations
@@ -64,9 +64,11 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on shared cores)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "diagnose.json")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
     model = deep_cnn(args.depth, args.channels, generator)
     x = torch.randn(args.batch, args.channels, args.size, args.size, generator=generator)

@@ -318,6 +318,26 @@ def test_functional_and_inplace_activations_are_recognised():
     assert [layer.activation for layer in in_place.layers] == ["relu", "relu", None]
 
 
+class _TokenModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 64)
+        self.body = nn.Sequential(
+            nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 3)
+        )
+
+    def forward(self, tokens):
+        return self.body(self.embed(tokens).mean(dim=1))
+
+
+def test_integer_inputs_are_passed_through_without_a_jacobian():
+    tokens = torch.randint(0, 50, (8, 5), generator=torch.Generator().manual_seed(0))
+    report = diagnose(_TokenModel(), tokens)
+    assert report.jacobian is None and len(report.layers) == 3
+    assert np.all(np.isfinite(report.grad_norms)) and report.covered_links == 2
+    assert any("embed" in note for note in report.notes)  # parameters outside Linear / Conv
+
+
 # ------------------------------------------------------------------------------------ Jacobian, output
 
 

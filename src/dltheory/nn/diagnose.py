@@ -123,19 +123,10 @@ def _check_inputs(model: nn.Module, inputs: Any) -> torch.Tensor:
             f"inputs must be a batch of at least 2 inputs with a leading batch dimension, got shape "
             f"{tuple(inputs.shape)}"
         )
-    if not inputs.is_floating_point():
-        inputs = inputs.to(_parameter_dtype(model))
-    if not bool(torch.isfinite(inputs).all()):
+    if inputs.is_floating_point() and not bool(torch.isfinite(inputs).all()):
         bad = int((~torch.isfinite(inputs)).sum())
         raise ValueError(f"inputs must be finite, got {bad} non-finite values")
     return inputs
-
-
-def _parameter_dtype(model: nn.Module) -> torch.dtype:
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.get_default_dtype()
 
 
 def _pairs(pairs: int | Sequence[tuple[int, int]] | None, batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +181,10 @@ def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _measure(model: nn.Module, x: torch.Tensor, options: _Options) -> _Measurement:
     """Forward with hooks, then the backward pass of the random read-out ``sum_b <f(x_b), v_b>``."""
     recorder = Recorder(model, x.shape[0], torch.from_numpy(options.pair_a), torch.from_numpy(options.pair_b))
-    x = x.detach().clone().requires_grad_(True)
+    x = x.detach().clone()
+    differentiable = x.is_floating_point()  # integer inputs (token ids) have no input-output Jacobian
+    if differentiable:
+        x.requires_grad_(True)
     with recorder, torch.enable_grad():
         out = _forward(model, x)
         measurement = _Measurement(recorder, out.detach(), {}, None)
@@ -207,15 +201,17 @@ def _measure(model: nn.Module, x: torch.Tensor, options: _Options) -> _Measureme
         generator = torch.Generator().manual_seed(options.seed)
         direction = torch.randn(out.shape, generator=generator, dtype=torch.float64).to(out.dtype)
         try:
-            grads = torch.autograd.grad((out * direction).sum(), [x, *weights], allow_unused=True)
+            wrt = [x, *weights] if differentiable else weights
+            grads = torch.autograd.grad((out * direction).sum(), wrt, allow_unused=True)
         except RuntimeError as exc:
             measurement.notes.append(f"the backward pass failed ({exc}): gradients not measured")
             return measurement
-    by_weight = {id(w): g for w, g in zip(weights, grads[1:], strict=True)}
+    weight_grads = grads[1:] if differentiable else grads
+    by_weight = {id(w): g for w, g in zip(weights, weight_grads, strict=True)}
     for m in modules:
         g = by_weight.get(id(m.weight))
         measurement.weight_norms[m] = float(g.to(torch.float64).norm()) if g is not None else float("nan")
-    if grads[0] is not None:
+    if differentiable and grads[0] is not None:
         measurement.jacobian = _jacobian_mean(grads[0], x, out)
     return measurement
 
@@ -507,8 +503,15 @@ def _report(
     if options.jacobian is False:
         jacobian = None
 
+    overflow = np.nonzero(~np.isfinite(q))[0]
+    if overflow.size:
+        notes.append(
+            f"pre-activations are not finite from layer {traces[overflow[0]].label} on (overflow in "
+            f"{run.output.dtype}): measurements there are inf / NaN"
+        )
     notes.extend(_structure_notes(skips, _params_outside_layers(traced, traces)))
     notes.extend(_link_notes(links))
+    input_q, input_c = _input_stats(traces[0], options.pair_a, options.pair_b)
     segment_of = {i: k for k, (a, b) in enumerate(spans) for i in range(a, b + 1)}
     layers = []
     for t in traces:
@@ -535,8 +538,8 @@ def _report(
         grad_norms=np.array([run.weight_norms.get(t.module, float("nan")) for t in traces]),
         grad_sq=grad_sq,
         chi_1=chi,
-        input_q=_input_stats(traces[0], options.pair_a, options.pair_b)[0],
-        input_c=_input_stats(traces[0], options.pair_a, options.pair_b)[1],
+        input_q=input_q,
+        input_c=input_c,
         links=[
             {"from": k.index, "covered": k.covered, "kind": k.kind, "reason": k.reason, "between": k.between}
             for k in links
