@@ -1,13 +1,13 @@
 """l_p regression on the gas-sensor Ethanol task: does depth accelerate gradient descent?
 
-Arora, Cohen & Hazan (2018), section 8: linear regression with the loss ``(1/p) mean (x^T w - y)^p``,
+Arora, Cohen & Hazan (2018), experiments: linear regression with the loss ``(1/p) mean (x^T w - y)^p``,
 p = 2 and 4, on the UCI gas-sensor "Ethanol" concentrations (128 features). Replacing ``w`` by a product
 of N factors with scalar hidden layers (widths 128 -> 1 -> ... -> 1) changes nothing the model can
 express, yet the paper reports that for p = 4 gradient descent on the depth-2/3 product converges faster
 than on the original model, faster even than AdaGrad and AdaDelta; for p = 2 depth slightly slows it.
 An independent reimplementation could not reproduce the speed-up, so this experiment:
 
-- tunes every method on its own learning-rate grid (half-decade steps, the best by final loss; a best
+- tunes every method on its own learning-rate grid (``lr_step`` decades apart, the best by final loss; a best
   value at the edge of its grid is reported as a fairness warning);
 - compares GD at depth 1, 2, 3 (scalar and wider hidden layers) with AdaGrad, AdaDelta and Adam on
   depth 1, all from the same end-to-end starting vector, full-batch, float64;

@@ -1,4 +1,4 @@
-"""MNIST convnet with overparameterized dense layers (Arora, Cohen & Hazan 2018, section 8).
+"""MNIST convnet with overparameterized dense layers (Arora, Cohen & Hazan 2018, experiments).
 
 The classic TensorFlow MNIST tutorial network (tensorflow/models ``tutorials/image/mnist/
 convolutional.py``): two 5x5 convolutions (32 and 64 channels, SAME padding, ReLU, 2x2 max-pool), dense
