@@ -370,7 +370,8 @@ def test_spectrum_mode_uses_the_matrix_free_jacobian():
 def test_to_dict_is_json_and_plot_writes_a_png(tmp_path):
     g = torch.Generator().manual_seed(14)
     model = nn.Sequential(tanh_mlp(6, 32, 1.0, SB2, g), nn.BatchNorm1d(32), tanh_mlp(4, 32, 1.0, SB2, g))
-    report = diagnose(model, torch.randn(8, 32, generator=g))
+    report = dltheory.diagnose(model, torch.randn(8, 32, generator=g))  # the package-level entry point
+    assert dltheory.diagnose is diagnose
     payload = json.loads(to_json(report.to_dict()))
     assert payload["phase"] == report.phase and len(payload["q"]) == 10
     assert payload["predicted"]["theory"]["activation"] == "tanh"
