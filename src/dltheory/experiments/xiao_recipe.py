@@ -218,7 +218,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     )
     order = sorted(range(len(labels)), key=lambda i: (factors[i] != "baseline", factors[i]))
     palette = {f: f"C{i}" for i, f in enumerate(dict.fromkeys(factors[i] for i in order))}
-    fig, ax = plt.subplots(figsize=(8, 0.34 * len(labels) + 1.6))
+    fig, ax = plt.subplots(figsize=(9.5, 0.34 * len(labels) + 1.6))
     y = np.arange(len(order))[::-1]
     for yi, i in zip(y, order, strict=True):
         value = acc[i] if np.isfinite(acc[i]) else 0.0
@@ -230,15 +230,21 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     ax.axvline(10, color="grey", ls=":", lw=1, label="chance (10%)")
     ax.set_yticks(y, [labels[i] for i in order], fontsize=8)
     ax.set_xlabel(f"test accuracy after {data['steps']} steps (%)")
-    ax.set_xlim(0, 100)
+    ax.set_xlim(0, 105)
     handles, names = ax.get_legend_handles_labels()
     unique = dict(zip(names, handles, strict=True))
     ax.legend(
-        unique.values(), unique.keys(), fontsize=7, loc="lower right", title="factor varied", title_fontsize=7
+        unique.values(),
+        unique.keys(),
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        title="factor varied",
+        title_fontsize=7,
     )
     ax.set_title(f"Training recipe study: delta-orthogonal critical tanh CNN, depth {data['depth']}")
     fig.tight_layout()
     path = figures_dir / "xiao_recipe.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return [path]
