@@ -17,3 +17,19 @@ from dltheory.deeplinear.gradient_field import linear_loss_curl_flux as linear_l
 from dltheory.deeplinear.gradient_field import loop_integral as loop_integral
 from dltheory.deeplinear.gradient_field import update_field as update_field
 from dltheory.deeplinear.preconditioner import EndToEndPreconditioner as EndToEndPreconditioner
+
+# landscape certificates: all local minima are global (Laurent & von Brecht 2018)
+# isort: split
+from dltheory.deeplinear.counterexample import counterexample_function as counterexample_function
+from dltheory.deeplinear.landscape import LandscapeReport as LandscapeReport
+from dltheory.deeplinear.landscape import analyze as analyze
+from dltheory.deeplinear.losses import LOSS_NAMES as LOSS_NAMES
+from dltheory.deeplinear.losses import Loss as Loss
+from dltheory.deeplinear.losses import make_loss as make_loss
+from dltheory.deeplinear.objective import EndToEndObjective as EndToEndObjective
+from dltheory.deeplinear.objective import MatrixFunction as MatrixFunction
+from dltheory.deeplinear.objective import make_objective as make_objective
+from dltheory.deeplinear.optimum import Optimum as Optimum
+from dltheory.deeplinear.optimum import global_optimum as global_optimum
+from dltheory.deeplinear.train import TrainResult as TrainResult
+from dltheory.deeplinear.train import train as train
