@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -71,7 +73,7 @@ def main() -> None:
         hessian.matvec(v)
     hvp_seconds = (time.perf_counter() - start) / 5
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, point in points.items():
         start = time.perf_counter()
         report = analyze(point, "squared", X, Y)
@@ -89,14 +91,12 @@ def main() -> None:
                 "optimality_gap": report.optimality_gap,
             }
         )
-    solvers = []
+    solvers: list[dict[str, Any]] = []
     for name in ("global minimum", "random point"):
         point = points[name]
         A = end_to_end(point)
-        operator = ProductHessian(
-            point, objective.gradient(A), lambda dA, A=A: objective.hessian_vector(A, dA)
-        )
-        timings = {}
+        operator = ProductHessian(point, objective.gradient(A), partial(objective.hessian_vector, A))
+        timings: dict[str, dict[str, Any]] = {}
         for method in ("lanczos", "arpack"):
             start = time.perf_counter()
             extremes = hessian_extremes(operator, method=method, tol=1e-4)
