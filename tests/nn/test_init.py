@@ -281,3 +281,22 @@ def test_other_errors():
         critical_init_(nn.Linear(2, 2), "tanh", sigma_b2=0.1, weights="xavier")
     with pytest.raises(TypeError, match="floating point"):
         delta_orthogonal_(torch.empty(3, 3, dtype=torch.int64))
+
+
+def test_large_cpu_batches_are_chunked_reproducibly_across_thread_counts():
+    from dltheory.nn.init import HAAR_CHUNK
+
+    batch = 2 * HAAR_CHUNK + 10
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = haar_orthogonal(8, 5, batch=batch, generator=torch.Generator().manual_seed(3))
+        torch.set_num_threads(2)
+        pooled = haar_orthogonal(8, 5, batch=batch, generator=torch.Generator().manual_seed(3))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(single, pooled)
+    np.testing.assert_allclose(
+        (pooled.mT @ pooled).numpy(), np.broadcast_to(np.eye(5), (batch, 5, 5)), atol=1e-5
+    )
+    assert not torch.allclose(pooled[0], pooled[HAAR_CHUNK]), "chunks must use different streams"

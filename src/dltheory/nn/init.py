@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -41,6 +42,8 @@ from torch import nn
 from dltheory.core.validation import check_choice, check_int, check_positive
 
 WEIGHT_SCHEMES = ("delta_orthogonal", "orthogonal", "gaussian")
+#: matrices per chunk when a large CPU batch of Haar matrices is factorised on a thread pool
+HAAR_CHUNK = 256
 _MAX_RANK = 5  # (out, in, *kernel) for Conv1d/2d/3d
 
 
@@ -97,19 +100,46 @@ def haar_orthogonal(
     ``Q`` of the QR decomposition of a standard Gaussian ``rows x cols`` matrix, each column multiplied by
     the sign of the matching diagonal entry of ``R`` (Mezzadri 2007): exactly the first ``cols`` columns of
     a Haar orthogonal ``rows x rows`` matrix. ``cols`` defaults to ``rows``; ``cols > rows`` is refused.
-    With ``batch`` all matrices come from one batched QR.
+
+    With ``batch`` the matrices come from batched QRs. On the CPU a batch larger than
+    :data:`HAAR_CHUNK` is cut into chunks of that many matrices, each drawn from its own generator seeded
+    from ``generator`` and factorised on a thread pool of ``torch.get_num_threads()`` workers (torch
+    releases the GIL in LAPACK, and the per-matrix QRs dominate the cost); the chunking does not depend on
+    the thread count, so a seeded generator gives the same matrices on every machine.
     """
     rows = check_int("rows", rows, minimum=1)
     cols = rows if cols is None else check_int("cols", cols, minimum=1)
     if cols > rows:
         raise ValueError(f"cols must be <= rows for orthonormal columns, got rows={rows}, cols={cols}")
-    shape = (rows, cols) if batch is None else (check_int("batch", batch, minimum=1), rows, cols)
     work = _compute_dtype(dtype)
-    gaussian = torch.randn(shape, dtype=work, device=device, generator=generator)
+    target = torch.device(device) if device is not None else torch.empty(0).device
+    if batch is None:
+        return _sign_fixed_qr(torch.randn((rows, cols), dtype=work, device=target, generator=generator)).to(
+            dtype
+        )
+    batch = check_int("batch", batch, minimum=1)
+    if batch <= HAAR_CHUNK or target.type != "cpu":
+        gaussian = torch.randn((batch, rows, cols), dtype=work, device=target, generator=generator)
+        return _sign_fixed_qr(gaussian).to(dtype)
+    chunks = math.ceil(batch / HAAR_CHUNK)
+    seeds = torch.randint(0, 2**62, (chunks,), generator=generator).tolist()
+    out = torch.empty((batch, rows, cols), dtype=work)
+
+    def fill(index: int) -> None:
+        lo, hi = index * HAAR_CHUNK, min(batch, (index + 1) * HAAR_CHUNK)
+        local = torch.Generator().manual_seed(seeds[index])
+        out[lo:hi] = _sign_fixed_qr(torch.randn((hi - lo, rows, cols), dtype=work, generator=local))
+
+    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
+        list(pool.map(fill, range(chunks)))
+    return out.to(dtype)
+
+
+def _sign_fixed_qr(gaussian: torch.Tensor) -> torch.Tensor:
+    """Q of the QR decomposition with the signs of diag(R) made positive (zero counts as positive)."""
     q, r = torch.linalg.qr(gaussian)
     signs = torch.diagonal(r, dim1=-2, dim2=-1).sign()
-    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
-    return (q * signs.unsqueeze(-2)).to(dtype)
+    return q * torch.where(signs == 0, torch.ones_like(signs), signs).unsqueeze(-2)
 
 
 def _centre(kernel: tuple[int, ...]) -> tuple[int, ...]:
