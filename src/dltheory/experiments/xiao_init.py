@@ -44,7 +44,7 @@ PAPER = "xiao"
 @dataclass(frozen=True)
 class Config:
     dataset: str = "mnist"
-    depth: int = 128
+    depth: int = 100
     channels: int = 16
     sigma_b2: float = DEFAULT_SIGMA_B2
     off_critical_sigma_w2: float = 3.0
@@ -52,7 +52,7 @@ class Config:
     optimizer: str = "adam"
     lr: float = 1e-2
     warmup_steps: int = 50
-    steps: int = 250
+    steps: int = 200
     batch_size: int = 64
     train_size: int = 20000
     test_size: int = 2000

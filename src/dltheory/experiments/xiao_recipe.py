@@ -55,7 +55,7 @@ class Setting:
 @dataclass(frozen=True)
 class Config:
     dataset: str = "mnist"
-    depth: int = 32
+    depth: int = 24
     channels: int = 16
     q_star: float = 0.1
     optimizer: str = "adam"
@@ -65,8 +65,8 @@ class Config:
     stem_init: str = "gaussian"
     widths: tuple[int, ...] = (8, 32)
     q_stars: tuple[float, ...] = (0.005, 0.026, 0.5)
-    batch_sizes: tuple[int, ...] = (32, 128)
-    steps: int = 200
+    batch_sizes: tuple[int, ...] = (128,)
+    steps: int = 160
     train_size: int = 20000
     test_size: int = 1000
     seed: int = 0
