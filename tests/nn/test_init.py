@@ -279,6 +279,8 @@ def test_other_errors():
         critical_init_(nn.Tanh(), "tanh", sigma_b2=0.1)
     with pytest.raises(ValueError, match="weights must be one of"):
         critical_init_(nn.Linear(2, 2), "tanh", sigma_b2=0.1, weights="xavier")
+    with pytest.raises(ValueError, match="groups=1"):
+        critical_init_(nn.Conv1d(4, 4, 3, groups=2), "tanh", sigma_b2=0.1)
     with pytest.raises(TypeError, match="floating point"):
         delta_orthogonal_(torch.empty(3, 3, dtype=torch.int64))
 

@@ -409,6 +409,12 @@ def critical_init_(
         raise ValueError(
             f"module {type(module).__name__} has no nn.Linear or nn.Conv1d/2d/3d layer to initialise"
         )
+    grouped = [type(m).__name__ for m in layers if getattr(m, "groups", 1) != 1]
+    if grouped:
+        raise ValueError(
+            f"critical_init_ supports convolutions with groups=1 only; got grouped layers {grouped[:3]} in "
+            f"{type(module).__name__}"
+        )
     with torch.no_grad():
         for layer in layers:
             _init_weight_(layer.weight, weights, math.sqrt(sw2), generator)
