@@ -185,7 +185,13 @@ class VanillaCNN(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.stem:
             x = torch.tanh(conv(x))
-        x = Stack.apply(x.contiguous(memory_format=torch.channels_last), self.weight, self.bias)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if torch.is_grad_enabled():
+            x = Stack.apply(x, self.weight, self.bias)
+        else:  # evaluation: keep no activations (Stack.forward keeps all of them for the backward pass)
+            index = pad_index(x.shape[2], x.shape[3], x.device)
+            for layer in range(self.weight.shape[0]):
+                x = F.conv2d(circular_pad(x, index), self.weight[layer], self.bias[layer]).tanh_()
         return self.head(x.mean(dim=(2, 3)))
 
 

@@ -8,10 +8,10 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from support import MNIST_FILES, has_dataset
 from dltheory.experiments import xiao_depth, xiao_init, xiao_recipe, xiao_trainability
 from dltheory.experiments.base import Result, config_to_dict
 from dltheory.runner.runs import RunDir
+from support import MNIST_FILES, has_dataset
 
 pytestmark = pytest.mark.skipif(not has_dataset("mnist", MNIST_FILES), reason="MNIST not available")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import MNIST_FILES, has_dataset
 from dltheory.nn.convstack import reference_conv_stack
 from dltheory.signalprop.spectrum import critical_point_for_q_star
+from support import MNIST_FILES, has_dataset
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_xiao.py"
 
@@ -56,3 +56,14 @@ def test_smoke_run_writes_results(gpu_xiao, tmp_path):
     assert set(report["runs"]) == {"4", "8"}
     for run in report["runs"].values():
         assert run["status"] == "completed" and run["steps"] == 3 and 0 <= run["test_accuracy"] <= 1
+
+
+def test_evaluation_path_equals_the_training_forward(gpu_xiao):
+    sw2, sb2 = gpu_xiao.critical_point_for_q_star(0.1)
+    model = gpu_xiao.VanillaCNN(
+        5, 4, sw2, sb2, torch.Generator().manual_seed(0), torch.device("cpu")
+    ).double()
+    x = torch.randn(3, 1, 28, 28, dtype=torch.float64)
+    with torch.no_grad():
+        evaluated = model(x)
+    torch.testing.assert_close(evaluated, model(x).detach(), rtol=1e-12, atol=1e-12)

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from support import MNIST_FILES, has_dataset
 from dltheory.nn.init import conv_operator_singular_values
 from dltheory.nn.models import DEFAULT_SIGMA_B2, VanillaCNN, critical_point
 from dltheory.signalprop import critical_sigma_w2
+from support import MNIST_FILES, has_dataset
 
 
 def _gen(seed: int = 0) -> torch.Generator:
