@@ -73,5 +73,7 @@ def test_xiao_recipe_tiny_trains_every_setting(tmp_path):
     runs = result.data["runs"]
     assert "recipe (baseline)" in runs and "SGD 0.9, lr 1e-3, uniform (demo)" in runs
     assert {r["factor"] for r in runs.values()} >= {"baseline", "width", "q*", "stack rate", "warm-up"}
-    assert all(r["steps_done"] == xiao_recipe.PROFILES["tiny"].steps for r in runs.values())
+    steps = xiao_recipe.PROFILES["tiny"].steps
+    assert all(s["steps_done"] == steps for r in runs.values() for s in r["seeds"].values())
     assert len(result.claims) == 3
+    assert all(len(r["accuracies"]) == 1 for r in runs.values())

@@ -115,17 +115,19 @@ def train_network(
 
 
 def curves(outcome: TrainOutcome) -> dict[str, list[float]]:
-    """Loss and evaluation curves of a training run, as lists for :class:`Result.data`."""
+    """Loss and evaluation curves of a training run, as lists for :class:`Result.data` (training-subset
+    metrics are NaN when they were not evaluated)."""
     logged = [h for h in outcome.history if "loss" in h]
     evals = [h for h in outcome.history if "test_accuracy" in h]
+    nan = float("nan")
     return {
         "step": [h["step"] for h in logged],
         "loss": [h["loss"] for h in logged],
         "eval_step": [h["step"] for h in evals],
-        "test_accuracy": [h["test_accuracy"] for h in evals],
-        "test_loss": [h["test_loss"] for h in evals],
-        "train_accuracy": [h["train_accuracy"] for h in evals],
-        "train_loss": [h["train_loss"] for h in evals],
+        **{
+            key: [h.get(key, nan) for h in evals]
+            for key in ("test_accuracy", "test_loss", "train_accuracy", "train_loss")
+        },
     }
 
 

@@ -44,7 +44,7 @@ INITS = ("gaussian", "delta_orthogonal")
 class Config:
     dataset: str = "mnist"
     sigma_w2s: tuple[float, ...] = (0.5, 0.8, 1.2, 1.76, 2.5, 4.0)
-    depths: tuple[int, ...] = (3, 10, 30)
+    depths: tuple[int, ...] = (3, 10, 30, 90)
     sigma_b2: float = 0.05
     channels: int = 8
     stem_init: str = "gaussian"
@@ -225,24 +225,8 @@ def run(config: Config, run_dir: RunDir) -> Result:
 def plot(result: Result, figures_dir: Path) -> list[Path]:
     data = result.data
     sw2, depths = np.asarray(data["sigma_w2"]), np.asarray(data["depths"], dtype=float)
-    x_edges = np.concatenate(
-        [
-            [sw2[0] - (sw2[1] - sw2[0]) / 2 if len(sw2) > 1 else sw2[0] - 0.5],
-            (sw2[1:] + sw2[:-1]) / 2,
-            [sw2[-1] + (sw2[-1] - sw2[-2]) / 2 if len(sw2) > 1 else sw2[-1] + 0.5],
-        ]
-    )
-    log_d = np.log(depths)
-    step = (log_d[1] - log_d[0]) if len(depths) > 1 else 1.0
-    y_edges = np.exp(
-        np.concatenate(
-            [
-                [log_d[0] - step / 2],
-                (log_d[1:] + log_d[:-1]) / 2,
-                [log_d[-1] + ((log_d[-1] - log_d[-2]) if len(depths) > 1 else 1.0) / 2],
-            ]
-        )
-    )
+    x_edges = _log_edges(sw2)
+    y_edges = _log_edges(depths)
     fig, axes = plt.subplots(1, len(INITS), figsize=(11, 4.2), sharey=True)
     for ax, init in zip(axes, INITS, strict=True):
         m = data["maps"][init]
@@ -274,7 +258,8 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
                     bbox={"fc": "white", "ec": "none", "pad": 1},
                 )
             elif np.isfinite(accuracy[i, j]):
-                ax.text(x, y, f"{accuracy[i, j]:.0f}", ha="center", va="center", color="grey", fontsize=7)
+                shade = "black" if accuracy[i, j] > 60 else "white"
+                ax.text(x, y, f"{accuracy[i, j]:.0f}%", ha="center", va="center", color=shade, fontsize=8)
         ax.plot(
             data["curve_sigma_w2"],
             data["curve_six_xi_c"],
@@ -282,6 +267,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
             lw=2,
             label="depth = 6 xi_c (mean-field)",
         )
+        ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_yticks(depths, [str(int(d)) for d in depths])
         ax.minorticks_off()
@@ -304,3 +290,14 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return [path]
+
+
+def _log_edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges for centres on a log axis: geometric midpoints, half a step beyond the ends."""
+    logs = np.log(np.asarray(centres, dtype=float))
+    if len(logs) == 1:
+        return np.exp(logs[0] + np.array([-0.5, 0.5]))
+    mids = (logs[1:] + logs[:-1]) / 2
+    return np.exp(
+        np.concatenate([[logs[0] - (logs[1] - logs[0]) / 2], mids, [logs[-1] + (logs[-1] - logs[-2]) / 2]])
+    )
