@@ -10,6 +10,7 @@ import pytest
 
 from dltheory.experiments import xiao_depth, xiao_init, xiao_recipe, xiao_trainability
 from dltheory.experiments.base import Result, config_to_dict
+from dltheory.nn.models import critical_point
 from dltheory.runner.runs import RunDir
 from support import MNIST_FILES, has_dataset
 
@@ -49,6 +50,8 @@ def test_xiao_init_tiny_compares_four_initialisations(tmp_path):
     critical = result.data["runs"]["delta-orthogonal, critical"]
     off = result.data["runs"][labels[3]]
     assert critical["six_xi_c"] > 1e6  # xi_c diverges at the critical point
+    sw2, sb2 = critical_point("tanh", q_star=xiao_init.PROFILES["tiny"].q_star)
+    assert critical["sigma_w2"] == pytest.approx(sw2, rel=1e-9)  # the tiny profile sets q* = 0.1
     assert off["six_xi_c"] < 200  # and is finite off it
 
 

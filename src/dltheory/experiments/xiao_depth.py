@@ -25,7 +25,7 @@ import torch
 
 from dltheory.experiments._xiao_common import CHANCE_LOSS, curves, final_metrics, image_data, train_network
 from dltheory.experiments.base import Claim, Result
-from dltheory.nn.models import DEFAULT_SIGMA_B2, VanillaCNN
+from dltheory.nn.models import DEFAULT_SIGMA_B2, VanillaCNN, critical_point
 from dltheory.nn.recipe import TrainingRecipe
 from dltheory.runner.runs import RunDir
 
@@ -42,6 +42,7 @@ class Config:
     depths: tuple[int, ...] = (8, 64, 200)
     channels: int = 16
     sigma_b2: float = DEFAULT_SIGMA_B2
+    q_star: float | None = None  # if set: the critical point with this q* (its sigma_b2 replaces sigma_b2)
     init: str = "delta_orthogonal"
     stem_init: str = "gaussian"
     optimizer: str = "adam"
@@ -78,6 +79,7 @@ PROFILES = {
         train_size=60000,
         test_size=10000,
         loss_fraction=0.2,
+        q_star=0.02,
         accuracy_tolerance=0.03,
     ),
 }
@@ -85,6 +87,7 @@ PROFILES = {
 
 def run(config: Config, run_dir: RunDir) -> Result:
     data = image_data(config.dataset, config.train_size, config.test_size)
+    sigma_b2 = config.sigma_b2 if config.q_star is None else critical_point("tanh", q_star=config.q_star)[1]
     recipe = TrainingRecipe(optimizer=config.optimizer, lr=config.lr, warmup_steps=config.warmup_steps)
     runs: dict[str, Any] = {}
     statuses = []
@@ -95,7 +98,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
             config.channels,
             in_channels=data.in_channels,
             init=config.init,
-            sigma_b2=config.sigma_b2,
+            sigma_b2=sigma_b2,
             stem_init=config.stem_init,
             generator=generator,
         )
@@ -147,7 +150,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
     )
     notes = [
         f"{config.dataset}: first {config.train_size} training and {config.test_size} test images; "
-        f"{config.channels} channels, sigma_b2 = {config.sigma_b2:g}, critical sigma_w2 = "
+        f"{config.channels} channels, sigma_b2 = {sigma_b2:g}, critical sigma_w2 = "
         f"{shallow['sigma_w2']:.6g}; recipe {recipe}",
         "Budgets are CPU-sized: accuracies are far from converged; the claim is trainability at depth.",
     ]

@@ -29,7 +29,7 @@ import torch
 
 from dltheory.experiments._xiao_common import CHANCE_LOSS, curves, final_metrics, image_data, train_network
 from dltheory.experiments.base import Claim, Result
-from dltheory.nn.models import DEFAULT_SIGMA_B2, VanillaCNN
+from dltheory.nn.models import DEFAULT_SIGMA_B2, VanillaCNN, critical_point
 from dltheory.nn.recipe import TrainingRecipe
 from dltheory.runner.runs import RunDir
 from dltheory.signalprop import depth_scales
@@ -47,6 +47,7 @@ class Config:
     depth: int = 100
     channels: int = 16
     sigma_b2: float = DEFAULT_SIGMA_B2
+    q_star: float | None = None  # if set: the critical point with this q* (its sigma_b2 replaces sigma_b2)
     off_critical_sigma_w2: float = 3.0
     stem_init: str = "gaussian"
     optimizer: str = "adam"
@@ -70,6 +71,7 @@ PROFILES = {
         test_size=128,
         warmup_steps=3,
         loss_fraction=1.2,
+        q_star=0.1,
     ),
     "quick": Config(),
     "paper": Config(
@@ -80,6 +82,7 @@ PROFILES = {
         train_size=60000,
         test_size=10000,
         loss_fraction=0.2,
+        q_star=0.02,
     ),
 }
 
@@ -99,6 +102,7 @@ def variants(config: Config) -> dict[str, dict[str, Any]]:
 
 def run(config: Config, run_dir: RunDir) -> Result:
     data = image_data(config.dataset, config.train_size, config.test_size)
+    sigma_b2 = config.sigma_b2 if config.q_star is None else critical_point("tanh", q_star=config.q_star)[1]
     recipe = TrainingRecipe(optimizer=config.optimizer, lr=config.lr, warmup_steps=config.warmup_steps)
     runs: dict[str, Any] = {}
     for index, (label, kwargs) in enumerate(variants(config).items()):
@@ -107,7 +111,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
             config.depth,
             config.channels,
             in_channels=data.in_channels,
-            sigma_b2=config.sigma_b2,
+            sigma_b2=sigma_b2,
             stem_init=config.stem_init,
             generator=generator,
             **kwargs,
@@ -162,7 +166,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
         )
     notes = [
         f"{config.dataset}: first {config.train_size} training / {config.test_size} test images; depth "
-        f"{config.depth}, {config.channels} channels, sigma_b2 = {config.sigma_b2:g}; stem initialised "
+        f"{config.depth}, {config.channels} channels, sigma_b2 = {sigma_b2:g}; stem initialised "
         f"{config.stem_init} in all four; recipe {recipe}; one seed ({config.seed}).",
     ]
     status = "completed"
