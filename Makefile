@@ -21,7 +21,7 @@ $(BIN)/dltheory: pyproject.toml
 setup: $(BIN)/dltheory
 
 test: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
 
 report: setup
 	$(BIN)/dltheory reproduce --profile $(PROFILE) --out runs

@@ -4,8 +4,8 @@ import struct
 import pytest
 from typer.testing import CliRunner
 
-from support import MNIST_FILES, has_dataset
 from dltheory.cli import app
+from support import MNIST_FILES, has_dataset
 
 runner = CliRunner()
 needs_mnist = pytest.mark.skipif(not has_dataset("mnist", MNIST_FILES), reason="MNIST not on the data path")

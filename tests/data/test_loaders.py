@@ -3,9 +3,9 @@ import pickle
 import numpy as np
 import pytest
 
-from support import MNIST_FILES, has_dataset
 from dltheory.data import DataNotFoundError, load
 from dltheory.data.idx import read_idx, write_idx
+from support import MNIST_FILES, has_dataset
 
 needs_mnist = pytest.mark.skipif(not has_dataset("mnist", MNIST_FILES), reason="MNIST not on the data path")
 FASHION = "/usr/share/datasets/fashion-mnist"

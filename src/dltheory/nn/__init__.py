@@ -1,17 +1,13 @@
 """PyTorch adapters of the theory: initializers, models, optimizers, Jacobian spectra, diagnostics."""
 
 # implicit acceleration by depth (Arora, Cohen & Hazan 2018)
-from dltheory.nn.deeplinear import DeepLinear as DeepLinear
-from dltheory.nn.deeplinear import collapse as collapse
-from dltheory.nn.deeplinear import overparameterize as overparameterize
-from dltheory.nn.optim import EndToEndOptimizer as EndToEndOptimizer
-from dltheory.nn.optim import preconditioned_gradient as preconditioned_gradient
-
 # 10,000-layer vanilla CNNs (Xiao et al. 2018)
 from dltheory.nn.convstack import circular_pad as circular_pad
 from dltheory.nn.convstack import conv_stack as conv_stack
 from dltheory.nn.convstack import reference_conv_stack as reference_conv_stack
-from dltheory.nn.models import VanillaCNN as VanillaCNN
+from dltheory.nn.deeplinear import DeepLinear as DeepLinear
+from dltheory.nn.deeplinear import collapse as collapse
+from dltheory.nn.deeplinear import overparameterize as overparameterize
 
 # signal-propagation diagnostics of any model (mean-field theory, Xiao et al. 2018 section 2)
 from dltheory.nn.diagnose import DiagnosisReport as DiagnosisReport
@@ -31,3 +27,6 @@ from dltheory.nn.jacobian import full_jacobian as full_jacobian
 from dltheory.nn.jacobian import jacobian_lanczos as jacobian_lanczos
 from dltheory.nn.jacobian import jacobian_moments as jacobian_moments
 from dltheory.nn.jacobian import jacobian_singular_values as jacobian_singular_values
+from dltheory.nn.models import VanillaCNN as VanillaCNN
+from dltheory.nn.optim import EndToEndOptimizer as EndToEndOptimizer
+from dltheory.nn.optim import preconditioned_gradient as preconditioned_gradient
