@@ -7,7 +7,7 @@ stack, both at the critical point of the mean-field theory. Each run lives in ``
 metrics.jsonl, checkpoints): interrupting and re-running the same command resumes where it stopped.
 ``OUT/summary.json`` and ``OUT/curves.png`` collect both runs.
 
-The full run (about 2 hours on 2 cores; see docs/readme/vanilla-cnn.md for the measured step time)::
+The full run (about 2 hours on 2 cores; measured step time in the README, "10,000-layer vanilla CNNs")::
 
     OMP_NUM_THREADS=1 python benchmarks/xiao_depth10k.py --out runs/xiao-depth10k --init delta_orthogonal &
     OMP_NUM_THREADS=1 python benchmarks/xiao_depth10k.py --out runs/xiao-depth10k --init gaussian &

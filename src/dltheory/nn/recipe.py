@@ -9,7 +9,7 @@ Cohen & Hazan 2018, eq. 7). With one learning rate for the whole network the sta
 (rate tuned for depth) or the end-to-end map jumps (rate tuned for the stem and head). The recipe
 therefore gives the stack the rate ``lr / depth`` (a depth-independent end-to-end step) and the stem and
 head the rate ``lr``, and ramps all rates up linearly over ``warmup_steps`` steps (Goyal et al. 2017).
-Measured effect: see the ``xiao-recipe`` experiment and docs/readme/vanilla-cnn.md.
+Measured effect: see the ``xiao-recipe`` experiment and the README section "10,000-layer vanilla CNNs".
 """
 
 from __future__ import annotations
