@@ -40,7 +40,7 @@ h1{font-size:1.6rem}h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;margin-
 h3{margin-top:1.6rem}
 .table-wrap{overflow-x:auto;-webkit-overflow-scrolling:touch}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem;min-width:100%}
-th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top;overflow-wrap:break-word}
 th{background:#f3f3f3}
 img{max-width:100%;height:auto;display:block;margin:.6rem 0;border:1px solid #eee}
 .agree{color:#0a6b2d;font-weight:600}.disagree{color:#b00020;font-weight:600}
