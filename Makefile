@@ -24,7 +24,7 @@ test: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
 
 report: setup
-	$(BIN)/dltheory reproduce --profile $(PROFILE) --out runs
+	OMP_NUM_THREADS=1 $(BIN)/dltheory reproduce --profile $(PROFILE) --out runs
 	@echo "open runs/report.html"
 
 reproduce: report
