@@ -40,9 +40,7 @@ def print_table() -> None:
     for column in ("file", "benchmark", "metric", "value", "baseline", "ratio", "target", "met"):
         table.add_column(column)
     for file in sorted(RESULTS.glob("*.json")):
-        rows = json.loads(file.read_text())
-        rows = rows.get("rows", []) if isinstance(rows, dict) else rows
-        for row in rows:
+        for row in _rows(json.loads(file.read_text())):
             table.add_row(
                 file.stem,
                 str(row.get("benchmark", "")),
@@ -53,7 +51,24 @@ def print_table() -> None:
                 str(row.get("target", "")),
                 {True: "yes", False: "NO"}.get(row.get("met"), ""),
             )
-    Console().print(table)
+    Console(width=160).print(table)
+
+
+def _rows(payload: object) -> list[dict]:
+    """Rows of a result file: a list of row dicts, a dict with "rows", or else a dict whose scalar
+    entries become one row each (so every benchmark shows up in the table)."""
+    if isinstance(payload, list):
+        return [r for r in payload if isinstance(r, dict)]
+    if isinstance(payload, dict):
+        if isinstance(payload.get("rows"), list):
+            return _rows(payload["rows"])
+        name = payload.get("benchmark", "")
+        return [
+            {"benchmark": name, "metric": key, "value": value}
+            for key, value in payload.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        ]
+    return []
 
 
 def _fmt(value: object, unit: str) -> str:
