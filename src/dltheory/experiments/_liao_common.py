@@ -98,3 +98,13 @@ def plot_curves(
     ax.set_xlabel("gradient-descent step t")
     ax.set_ylabel("misclassification rate")
     ax.set_ylim(bottom=0)
+
+
+def mark_optimal_stopping(ax: Axes, optimum: tuple[float, float], last_step: float) -> None:
+    """Star at the theory's optimal stopping point; log time axis from step 1 to ``last_step``."""
+    t_opt, e_opt = optimum
+    ax.plot(
+        [t_opt], [e_opt], marker="*", color="k", ms=11, ls="none", label=f"optimal stopping, t = {t_opt:.0f}"
+    )
+    ax.set_xscale("log")
+    ax.set_xlim(1, last_step)

@@ -19,7 +19,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dltheory.experiments._liao_common import deviation, plot_curves, resumable_simulation
+from dltheory.experiments._liao_common import (
+    deviation,
+    mark_optimal_stopping,
+    plot_curves,
+    resumable_simulation,
+)
 from dltheory.experiments.base import Claim, Result
 from dltheory.learningdyn import GDTheory, simulate
 from dltheory.runner.runs import RunDir
@@ -210,18 +215,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         ax.plot(
             steps, data["flow_train"], color="tab:orange", ls="--", lw=0.9, label="train error, gradient flow"
         )
-        t_opt, e_opt = data["optimal_stopping"]
-        ax.plot(
-            [t_opt],
-            [e_opt],
-            marker="*",
-            color="k",
-            ms=11,
-            ls="none",
-            label=f"optimal stopping, t = {t_opt:.0f}",
-        )
-        ax.set_xscale("log")
-        ax.set_xlim(1, steps[-1])
+        mark_optimal_stopping(ax, data["optimal_stopping"], steps[-1])
         ax.set_title(
             f"p = {data['p']}, n = {data['n']} (||mu||^2 = 4, sigma2 = 0.1, alpha = 0.01)", fontsize=10
         )

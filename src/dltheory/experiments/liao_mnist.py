@@ -24,7 +24,12 @@ import numpy as np
 
 from dltheory.data.loaders import idx_remote_files
 from dltheory.data.sources import find_dataset_dir
-from dltheory.experiments._liao_common import deviation, plot_curves, resumable_simulation
+from dltheory.experiments._liao_common import (
+    deviation,
+    mark_optimal_stopping,
+    plot_curves,
+    resumable_simulation,
+)
 from dltheory.experiments.base import Claim, Result
 from dltheory.learningdyn import GDTheory, simulate_on_data
 from dltheory.learningdyn.realdata import prepare_two_class_arrays
@@ -226,18 +231,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
                 "best possible": data["best_possible"],
             },
         )
-        t_opt, e_opt = data["optimal_stopping"]
-        ax.plot(
-            [t_opt],
-            [e_opt],
-            marker="*",
-            color="k",
-            ms=11,
-            ls="none",
-            label=f"optimal stopping, t = {t_opt:.0f}",
-        )
-        ax.set_xscale("log")
-        ax.set_xlim(1, steps[-1])
+        mark_optimal_stopping(ax, data["optimal_stopping"], steps[-1])
         a, b = data["classes"]
         ax.set_title(
             f"{data['dataset']} {a} vs {b}: p = n = {data['n']}, ||mu||^2 = {data['mu_norm2']:.2f}",
