@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import math
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
+from dltheory.core.io import atomic_write_json
 from dltheory.experiments._xiao_common import CHANCE_LOSS, curves, final_metrics, image_data, train_network
+from dltheory.experiments.execute import environment_info
 from dltheory.nn.models import VanillaCNN
 from dltheory.nn.recipe import TrainingRecipe
 from dltheory.runner.runs import RunDir
@@ -47,13 +50,25 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init", choices=INITS, action="append", help="initialisation(s) to run (default: both)")
     p.add_argument("--depth", type=int, default=10000)
     p.add_argument("--channels", type=int, default=16)
-    p.add_argument("--q-star", type=float, default=0.02, help="fixed point of the critical point used")
+    p.add_argument(
+        "--q-star",
+        type=float,
+        default=0.001,
+        help="fixed point of the critical point used (0.001: the correlation map keeps 99%% of 1 - c "
+        "over 10,000 layers once q has settled at q*; at 0.02 it keeps 23%%)",
+    )
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument(
         "--lr", type=float, default=1e-2, help="Adam rate of stem and head; the stack gets lr / depth"
     )
-    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument(
+        "--head-lr",
+        type=float,
+        default=None,
+        help="Adam rate of the read-out (default lr / sqrt(q*): the pooled features have size sqrt(q*))",
+    )
+    p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--train-size", type=int, default=60000)
     p.add_argument("--test-size", type=int, default=1000)
@@ -74,6 +89,20 @@ def run_one(args: argparse.Namespace, init: str) -> dict:
     }
     config["init"] = init
     run_dir = RunDir(args.out / init, config, resume=True)
+    started = run_dir.path / "provenance.json"
+    if not started.exists():  # written once, by the process that starts the run (resumes keep it)
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+        atomic_write_json(
+            started,
+            {
+                "command": " ".join(["python", *sys.argv]),
+                "commit": commit,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "environment": environment_info(),
+            },
+        )
     data = image_data("mnist", args.train_size, args.test_size)
     checkpoint = int(args.checkpoint) if args.checkpoint.isdigit() else args.checkpoint
     model = VanillaCNN(
@@ -85,7 +114,8 @@ def run_one(args: argparse.Namespace, init: str) -> dict:
         checkpoint=checkpoint,
         generator=torch.Generator().manual_seed(args.seed),
     )
-    recipe = TrainingRecipe(optimizer="adam", lr=args.lr, warmup_steps=args.warmup)
+    head_lr = args.lr / math.sqrt(args.q_star) if args.head_lr is None else args.head_lr
+    recipe = TrainingRecipe(optimizer="adam", lr=args.lr, head_lr=head_lr, warmup_steps=args.warmup)
     start = time.perf_counter()
     outcome = train_network(
         model,

@@ -9,6 +9,11 @@ Cohen & Hazan 2018, eq. 7). With one learning rate for the whole network the sta
 (rate tuned for depth) or the end-to-end map jumps (rate tuned for the stem and head). The recipe
 therefore gives the stack the rate ``lr / depth`` (a depth-independent end-to-end step) and the stem and
 head the rate ``lr``, and ramps all rates up linearly over ``warmup_steps`` steps (Goyal et al. 2017).
+
+The head may get its own rate ``head_lr``. With Adam every parameter moves by about its rate per step,
+so the logits move by about ``head_lr`` times the size of the pooled features. At a small fixed point q*
+those features have size ``sqrt(q*)`` (0.03 at q* = 0.001) instead of the O(1) of a shallow network, and
+the read-out learns ``1/sqrt(q*)`` times slower; ``head_lr = lr / sqrt(q*)`` restores the shallow pace.
 Measured effect: see the ``xiao-recipe`` experiment and the README section "10,000-layer vanilla CNNs".
 """
 
@@ -26,20 +31,24 @@ OPTIMIZERS = ("adam", "sgd")
 
 @dataclass(frozen=True)
 class TrainingRecipe:
-    """``optimizer`` ("adam" or "sgd" with ``momentum``), base rate ``lr`` for the stem and head, stack rate
-    ``stack_lr`` (``None``: ``lr / depth``), linear warm-up over ``warmup_steps`` steps."""
+    """``optimizer`` ("adam" or "sgd" with ``momentum``), base rate ``lr`` for the stem (and the head unless
+    ``head_lr`` is given), stack rate ``stack_lr`` (``None``: ``lr / depth``), linear warm-up over
+    ``warmup_steps`` steps."""
 
     optimizer: str = "adam"
     lr: float = 1e-2
     stack_lr: float | None = None
     momentum: float = 0.9
     warmup_steps: int = 50
+    head_lr: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_positive("lr", self.lr)
         if self.stack_lr is not None:
             check_positive("stack_lr", self.stack_lr, allow_zero=True)
+        if self.head_lr is not None:
+            check_positive("head_lr", self.head_lr)
         check_positive("momentum", self.momentum, allow_zero=True)
         check_int("warmup_steps", self.warmup_steps, minimum=0)
 
@@ -47,15 +56,22 @@ class TrainingRecipe:
         """The stack's learning rate: ``stack_lr``, or ``lr / depth`` when it is ``None``."""
         return self.lr / max(depth, 1) if self.stack_lr is None else self.stack_lr
 
+    @property
+    def head_rate(self) -> float:
+        """The read-out's learning rate: ``head_lr``, or ``lr`` when it is ``None``."""
+        return self.lr if self.head_lr is None else self.head_lr
+
 
 def build_optimizer(
     model: VanillaCNN, recipe: TrainingRecipe
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """The optimizer (parameter groups stem + head at ``lr``, stack at ``recipe.stack_rate(depth)``) and its
-    warm-up scheduler (call ``scheduler.step()`` after every optimizer step)."""
+    """The optimizer (parameter groups: stem at ``lr``, head at ``recipe.head_rate``, stack at
+    ``recipe.stack_rate(depth)``) and its warm-up scheduler (call ``scheduler.step()`` after every optimizer
+    step)."""
     groups = model.parameter_groups()
     params = [
-        {"params": groups["stem"] + groups["head"], "lr": recipe.lr},
+        {"params": groups["stem"], "lr": recipe.lr},
+        {"params": groups["head"], "lr": recipe.head_rate},
         {"params": groups["stack"], "lr": recipe.stack_rate(model.depth)},
     ]
     optimizer: torch.optim.Optimizer
