@@ -52,5 +52,5 @@ def test_mnist_one_versus_seven_matches_the_paper_setting():
     data = prepare_two_class("mnist", (1, 7))
     assert data.x.shape == (6742 + 6265, 784)
     assert np.sum(data.y == -1.0) == 6742
-    # THEORY.md: with noise at -10 dB of the split's mean squared pixel, ||mu||^2 ~ 3.4
+    # docs/liao/theory.md: with noise at -10 dB of the split's mean squared pixel, ||mu||^2 ~ 3.4
     assert data.mu_norm2 == pytest.approx(3.45, abs=0.1)

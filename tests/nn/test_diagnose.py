@@ -24,7 +24,7 @@ from dltheory.signalprop import critical_sigma_w2
 from dltheory.signalprop.kernels import dual_kernel
 
 SB2 = 0.05
-TANH_CRITICAL = float(critical_sigma_w2("tanh", SB2))  # 1.7610 (THEORY.md anchor)
+TANH_CRITICAL = float(critical_sigma_w2("tanh", SB2))  # 1.7610 (anchor in docs/xiao/theory.md)
 PHASES = {"ordered": 1.0, "critical": TANH_CRITICAL, "chaotic": 3.0}
 
 

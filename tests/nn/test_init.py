@@ -219,7 +219,7 @@ def test_critical_init_sets_the_mean_field_critical_point():
     model = nn.Sequential(*[m for _ in range(20) for m in (nn.Conv2d(64, 64, 3, padding=1), nn.Tanh())])
     assert critical_init_(model, "tanh", sigma_b2=0.05, generator=gen) is model
     sw2 = float(critical_sigma_w2("tanh", 0.05))
-    assert sw2 == pytest.approx(1.7610, abs=1e-4)  # THEORY.md anchor
+    assert sw2 == pytest.approx(1.7610, abs=1e-4)  # anchor in docs/xiao/theory.md
     for conv in model[::2]:
         centre = conv.weight[:, :, 1, 1]
         np.testing.assert_allclose((centre.T @ centre).detach().numpy(), sw2 * np.eye(64), atol=1e-4)

@@ -39,7 +39,7 @@ def test_parameter_count(depth, c, cin, k):
 def test_missing_sigma_w2_is_the_critical_value():
     model = VanillaCNN(2, 4, sigma_b2=0.05, generator=_gen())
     assert model.sigma_w2 == pytest.approx(float(critical_sigma_w2("tanh", 0.05)), rel=1e-12)
-    assert model.sigma_w2 == pytest.approx(1.7610, abs=1e-4)  # THEORY.md anchor
+    assert model.sigma_w2 == pytest.approx(1.7610, abs=1e-4)  # anchor in docs/xiao/theory.md
     default = VanillaCNN(2, 4, generator=_gen())
     assert default.sigma_b2 == DEFAULT_SIGMA_B2
     assert default.sigma_w2 == pytest.approx(float(critical_sigma_w2("tanh", DEFAULT_SIGMA_B2)), rel=1e-12)

@@ -108,7 +108,7 @@ def test_chaotic_c_star_and_chi_c_match_nested_quad(name, sw2, sb2):
 
 
 def test_tanh_anchor_from_the_notes():
-    # THEORY.md: tanh with sigma_b2 = 0.05 is critical at sigma_w2 = 1.7610 with q* = 0.5700
+    # docs/xiao/theory.md: tanh with sigma_b2 = 0.05 is critical at sigma_w2 = 1.7610 with q* = 0.5700
     line = critical_line("tanh", 0.05)
     assert round(float(line.sigma_w2), 4) == 1.7610
     assert round(float(line.q_star), 4) == 0.5700

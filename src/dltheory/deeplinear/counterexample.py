@@ -1,4 +1,4 @@
-"""The non-differentiable counterexample to "all local minima are global" (THEORY.md section 4).
+"""The non-differentiable counterexample to "all local minima are global" (docs/laurent/theory.md).
 
 Laurent & von Brecht's theorem needs f differentiable. With widths 1 -> 1 -> 2 (so the width condition
 ``d_1 >= min(d_0, d_2) = 1`` holds) and the convex, Lipschitz, non-differentiable

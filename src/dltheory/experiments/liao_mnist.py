@@ -197,7 +197,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
     panels: list[dict[str, Any]] = []
     claims: list[Claim] = []
     notes = [
-        "Preparation (THEORY.md section 2): noise variance 10x the mean squared pixel of the split, "
+        "Preparation (docs/liao/theory.md): noise variance 10x the mean squared pixel of the split, "
         "class-wise whitening, re-centring to +-mu; n = 784 training images per run, test error on all "
         "other images.",
     ]

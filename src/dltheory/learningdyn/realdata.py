@@ -2,7 +2,7 @@
 
 The paper adds white noise at -10 dB, whitens each class and re-centres the classes to -mu and +mu so
 that the data match the model ``x = y mu + z`` in their first two moments. Our reading of the recipe
-(it gives ||mu||^2 ~ 3.4 on MNIST 1 vs 7, see THEORY.md section 2):
+(it gives ||mu||^2 ~ 3.4 on MNIST 1 vs 7, see docs/liao/theory.md):
 
 1. pixels as floats; white Gaussian noise of variance ``10^(-snr_db/10)`` times the mean squared pixel
    value of the whole split (all ten classes; ``snr_db = -10``: ten times the signal power). Referring

@@ -3,7 +3,7 @@
 ``report = diagnose(model, inputs)`` runs one forward and one backward pass with hooks on every layer
 (``nn.Linear``, ``nn.Conv1d/2d/3d``) and every other leaf module, and compares what it measures with the
 mean-field theory of signal propagation (Poole et al. 2016; Schoenholz et al. 2017; Xiao et al. 2018,
-THEORY.md section 1):
+docs/xiao/theory.md):
 
 - per layer l: the mean squared pre-activation ``q^l``, the correlation ``c^l`` between pairs of inputs,
   the gradient norm of the weight, and the squared norm of the gradient with respect to the

@@ -12,7 +12,7 @@ inferred from its weights:
 Per input ``a`` and spatial position ``p`` the pre-activation variance follows
 ``Q_a^{l+1}(p) = sigma_w2 sum_b v_b E[phi(h_a^l(p + b))^2] + sigma_b2`` and, for a pair (a, b), the
 covariance at equal positions ``Q_ab^{l+1}(p) = sigma_w2 sum_b v_b E[phi(h_a^l(p + b)) phi(h_b^l(p + b))] +
-sigma_b2`` (the diagonal of ``Sigma^{l+1} = A_v * C(Sigma^l)`` in THEORY.md section 1, exact in expectation
+sigma_b2`` (the diagonal of ``Sigma^{l+1} = A_v * C(Sigma^l)`` in docs/xiao/theory.md, exact in expectation
 over the weights; padding, stride and dilation are those of the layer; for ``nn.Linear`` the sum over taps
 is the mean over features). The predicted ``q^l`` is the mean of ``Q_a^l(p)`` over inputs and positions and
 ``c^l = sum_p Q_ab(p) / sqrt(sum_p Q_a(p) sum_p Q_b(p))`` averaged over pairs, which is what the hooks

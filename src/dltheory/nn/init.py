@@ -6,7 +6,7 @@ the orthogonal factor directly, so ``gain = sigma_w = sqrt(sigma_w2)`` in mean-f
 <= 1.12 multiplied by ``sqrt(gain)``; JAX's ``scale`` multiplies directly, as here).
 
 Constructions (Xiao, Bahri, Sohl-Dickstein, Schoenholz, Pennington, ICML 2018, section 3 and algorithms
-1-2; THEORY.md section 1):
+1-2; docs/xiao/theory.md):
 
 - Haar orthogonal factors: QR of a Gaussian matrix with the signs of ``diag(R)`` made positive (Mezzadri
   2007, "How to generate random matrices from the classical compact groups", section 5). For ``in <= out``

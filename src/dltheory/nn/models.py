@@ -1,6 +1,6 @@
 """The vanilla convolutional network of Xiao et al. (ICML 2018): no normalisation, no skip connections.
 
-Architecture (Xiao et al. 2018, section 5 and the authors' public demo; THEORY.md section 1)::
+Architecture (Xiao et al. 2018, section 5 and the authors' public demo; docs/xiao/theory.md)::
 
     x [B, in, H, W]
       -> conv 3x3, stride 1, zero padding 1   (in -> c)  -> phi          "stem"

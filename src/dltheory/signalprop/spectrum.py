@@ -150,7 +150,7 @@ def jacobian_spectrum_moments(
 
     ``mean = (sigma_w2 mu_1)^L`` and ``variance = mean^2 L (mu_2 / mu_1^2 - 1 - s_1)`` with ``s_1 = 0`` for
     orthogonal and ``-1`` for Gaussian weights (Pennington, Schoenholz & Ganguli 2017, eqs. 15-16; the
-    critical-point forms ``L (mu_2/mu_1^2 - 1)`` and ``L mu_2/mu_1^2`` are THEORY.md section 1).
+    critical-point forms ``L (mu_2/mu_1^2 - 1)`` and ``L mu_2/mu_1^2`` are docs/xiao/theory.md).
     ``mu_k = E[phi'(sqrt(q*) z)^(2k)]`` at the fixed point ``q* = q_star(activation, sigma_w2, sigma_b2)``
     unless ``q_star`` is given. Infinite width; inputs at the fixed point. Broadcasts over ``sigma_w2``,
     ``sigma_b2``, ``depth`` and ``q_star``.

@@ -117,7 +117,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
             round(float(anchor.sigma_w2), 6),
             5e-5,
             bool(abs(float(anchor.sigma_w2) - 1.7610) < 5e-5),
-            "THEORY.md anchor, 4 decimals",
+            "docs/xiao/theory.md anchor, 4 decimals",
         ),
         Claim(
             "tanh q* on the critical line at sigma_b2 = 0.05",
@@ -125,7 +125,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
             round(float(anchor.q_star), 6),
             5e-5,
             bool(abs(float(anchor.q_star) - 0.5700) < 5e-5),
-            "THEORY.md anchor, 4 decimals",
+            "docs/xiao/theory.md anchor, 4 decimals",
         ),
         Claim(
             "small-q* end of the tanh line: (sigma_w2 - 1) / q*",

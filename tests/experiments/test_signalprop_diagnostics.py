@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.image
 import pytest
 
-from dltheory.experiments import xiao_diagnostics as exp
+from dltheory.experiments import signalprop_diagnostics as exp
 from dltheory.experiments.base import config_to_dict
 from dltheory.experiments.registry import get
 from dltheory.runner.runs import RunDir

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import matplotlib.image
 
-from dltheory.experiments import xiao_isometry as exp
+from dltheory.experiments import signalprop_isometry as exp
 from dltheory.experiments.base import config_to_dict
 from dltheory.experiments.registry import get
 from dltheory.runner.runs import RunDir

@@ -171,7 +171,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
         ),
         Claim(
             f"uniform {config.kernel_size}x{config.kernel_size}, {n}x{n} map: slowest non-zero mode xi",
-            "~5 layers (THEORY.md, for 8x8)",
+            "~5 layers (docs/xiao/theory.md, for 8x8)",
             data["uniform"]["xi_c_slowest_mode"],
             None,
             None,
