@@ -105,7 +105,7 @@ def reproduce(
     only: list[str] = typer.Option([], "--only", help="Run only these experiments (repeatable)."),
 ) -> None:
     """Run every experiment (resuming what exists), then write OUT/report.html."""
-    from dltheory.experiments.execute import reproduce as run_all
+    from dltheory.reproduce import reproduce as run_all
 
     try:
         records, report = run_all(profile, out=out, names=only or None)

@@ -11,7 +11,7 @@ from dltheory.runner.runs import RunDir
 
 
 def test_tiny_profile_claims_figures_and_resume(tmp_path):
-    assert get("signalprop-isometry").module is exp
+    assert get("signalprop-isometry") is exp.EXPERIMENT
     config = exp.PROFILES["tiny"]
     run_dir = RunDir(tmp_path / "run", config_to_dict(config))
     result = exp.run(config, run_dir)

@@ -8,9 +8,9 @@ import matplotlib.image as mpimg
 import pytest
 
 from dltheory.experiments import foundation_mnist_linear
-from dltheory.experiments.execute import reproduce
 from dltheory.experiments.registry import experiments
 from dltheory.report.html import collect_results
+from dltheory.reproduce import reproduce
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ from dltheory.runner.runs import RunDir
 def test_tiny_profile_runs_and_plots(tmp_path, name):
     experiment = get(name)
     config = experiment.config("tiny")
-    result = experiment.module.run(config, RunDir(tmp_path / "r", config_to_dict(config)))
+    result = experiment.run(config, RunDir(tmp_path / "r", config_to_dict(config)))
     assert result.experiment == name and result.claims
     assert all(claim.agree is not False for claim in result.claims), [c for c in result.claims if not c.agree]
-    paths = experiment.module.plot(result, tmp_path / "figures")
+    paths = experiment.plot(result, tmp_path / "figures")
     for path in paths:
         assert matplotlib.image.imread(path).shape[0] > 100

@@ -146,7 +146,8 @@ def test_mode_eigenvalues_are_the_fft_of_the_profile():
             embedded[(i - 1) % 8, (j - 2) % 10] = v[i, j]
     np.testing.assert_allclose(mode_eigenvalues(v, shape), np.conj(np.fft.fft2(embedded)), atol=1e-14)
     uniform = mode_eigenvalues("uniform", (8, 8))
-    # docs/xiao/theory.md: uniform 3x3 on 8x8, slowest non-zero mode lambda = (1 + 2 cos(pi/4)) / 3, xi ~ 4.6 layers
+    # docs/xiao/theory.md: uniform 3x3 on 8x8, slowest non-zero mode lambda = (1 + 2 cos(pi/4)) / 3,
+    # xi ~ 4.6 layers
     slowest = np.sort(np.abs(uniform).ravel())[-2]
     assert abs(slowest - (1 + 2 * np.cos(np.pi / 4)) / 3) < 1e-14
     assert abs(-1 / np.log(slowest) - 4.60) < 0.01

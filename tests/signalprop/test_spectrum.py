@@ -26,7 +26,8 @@ PHI = {
     "relu": (lambda h: np.maximum(h, 0.0), lambda h: (h > 0).astype(float)),
     "hard_tanh": (lambda h: np.clip(h, -1.0, 1.0), lambda h: (np.abs(h) < 1).astype(float)),
 }
-TANH_SW2 = 1.7610  # critical tanh at sigma_b2 = 0.05 (anchor in docs/xiao/theory.md); exact value from the library below
+# critical tanh at sigma_b2 = 0.05 (anchor in docs/xiao/theory.md); exact value from the library below
+TANH_SW2 = 1.7610
 
 
 def _simulate(activation, sw2, sb2, depth, width, weights, rng):

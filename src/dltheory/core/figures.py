@@ -62,4 +62,3 @@ def save_figure(
     if close:
         figure.clear()
     return target
-

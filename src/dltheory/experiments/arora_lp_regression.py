@@ -40,14 +40,10 @@ import torch
 from dltheory.core.io import atomic_save, atomic_write_json, read_json
 from dltheory.data import load
 from dltheory.deeplinear import balanced_factors
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.runner.runs import RunDir
 
 NAME = "arora-lp-regression"
-DESCRIPTION = (
-    "l2/l4 regression on gas-sensor Ethanol: GD at depth 1/2/3 vs AdaGrad, AdaDelta, Adam (fairly tuned)"
-)
-PAPER = "arora"
 
 OPTIMIZERS = {
     "gd": torch.optim.SGD,
@@ -660,3 +656,15 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description=(
+        "l2/l4 regression on gas-sensor Ethanol: GD at depth 1/2/3 vs AdaGrad, AdaDelta, Adam (fairly tuned)"
+    ),
+    paper="arora",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

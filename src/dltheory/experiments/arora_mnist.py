@@ -31,16 +31,12 @@ import torch
 from torch import nn
 
 from dltheory.data import load
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn import DeepLinear, overparameterize
 from dltheory.runner.runs import RunDir
 from dltheory.runner.train import EpochSampler, train
 
 NAME = "arora-mnist"
-DESCRIPTION = (
-    "TF-tutorial MNIST convnet vs the same net with each dense matrix a product of two (training loss)"
-)
-PAPER = "arora"
 
 
 @dataclass(frozen=True)
@@ -300,3 +296,15 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description=(
+        "TF-tutorial MNIST convnet vs the same net with each dense matrix a product of two (training loss)"
+    ),
+    paper="arora",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

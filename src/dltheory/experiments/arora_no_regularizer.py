@@ -33,14 +33,10 @@ from dltheory.deeplinear import (
     linear_loss_curl_flux,
     loop_integral,
 )
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.runner.runs import RunDir
 
 NAME = "arora-no-regularizer"
-DESCRIPTION = (
-    "The depth-N end-to-end update is not a gradient field for N >= 3 (Jacobian asymmetry, loop integrals)"
-)
-PAPER = "arora"
 
 
 @dataclass(frozen=True)
@@ -267,3 +263,16 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description=(
+        "The depth-N end-to-end update is not a gradient field for N >= 3 (Jacobian asymmetry,"
+        " loop integrals)"
+    ),
+    paper="arora",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

@@ -1,11 +1,13 @@
 """The experiment contract.
 
-An experiment module (``dltheory.experiments.<module>``) defines:
+An experiment module ``dltheory.experiments.<id with underscores>`` defines ``EXPERIMENT``, an
+:class:`ExperimentSpec`:
 
-- ``NAME`` (e.g. ``"liao-dynamics"``), ``DESCRIPTION`` (one line), ``PAPER`` (a key of :data:`PAPERS`);
-- a frozen dataclass ``Config`` (every field JSON-able, with a ``seed: int`` field);
-- ``PROFILES``: ``{"tiny": Config(...), "quick": Config(...), "paper": Config(...)}``; ``tiny`` runs in
-  seconds (end-to-end tests), ``quick`` in minutes on a CPU, ``paper`` uses the paper's own settings;
+- ``name`` (the id, e.g. ``"liao-dynamics"``; the module's file name is the id with underscores),
+  ``description`` (one line), ``paper`` (a key of :data:`dltheory.core.papers.PAPERS`);
+- ``profiles``: ``{"tiny": Config(...), "quick": Config(...), "paper": Config(...), ...}`` of one frozen
+  dataclass ``Config`` (every field JSON-able, with a ``seed: int`` field); ``tiny`` runs in seconds
+  (end-to-end tests), ``quick`` in minutes on a CPU, ``paper`` uses the paper's own settings;
 - ``run(config, run_dir) -> Result``: does the work, logs metrics through ``run_dir`` and resumes from
   ``run_dir.checkpoints`` when interrupted; holds no maths of its own;
 - ``plot(result, figures_dir) -> list[Path]``: writes PNG figures, returns their paths.
@@ -14,19 +16,18 @@ An experiment module (``dltheory.experiments.<module>``) defines:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-PAPERS: dict[str, str] = {
-    "foundation": "dltheory foundations (sanity checks of the tooling)",
-    "xiao": "Xiao, Bahri, Sohl-Dickstein, Schoenholz, Pennington (ICML 2018): Dynamical Isometry and a "
-    "Mean Field Theory of CNNs: How to Train 10,000-Layer Vanilla Convolutional Neural Networks",
-    "liao": "Liao & Couillet (ICML 2018): The Dynamics of Learning: A Random Matrix Approach",
-    "arora": "Arora, Cohen & Hazan (ICML 2018): On the Optimization of Deep Networks: Implicit "
-    "Acceleration by Overparameterization",
-    "laurent": "Laurent & von Brecht (ICML 2018): Deep Linear Networks with Arbitrary Loss: All Local "
-    "Minima Are Global",
-}
+from dltheory.core.papers import PAPERS
+
+if TYPE_CHECKING:
+    from dltheory.runner.runs import RunDir
+
+REQUIRED_PROFILES = ("tiny", "quick", "paper")
+ConfigT = TypeVar("ConfigT")
 
 
 @dataclass
@@ -84,6 +85,57 @@ class Result:
             notes=payload.get("notes", []),
             status=payload.get("status", "completed"),
         )
+
+
+@dataclass(frozen=True)
+class ExperimentSpec(Generic[ConfigT]):
+    """What an experiment module declares (see the module docstring).
+
+    Args:
+        name: the experiment id (``"xiao-depth"``).
+        description: one line shown by ``dltheory list`` and the report.
+        paper: key of the reproduced paper in :data:`dltheory.core.papers.PAPERS`.
+        profiles: named configurations; must include ``tiny``, ``quick`` and ``paper``.
+        run: ``run(config, run_dir) -> Result``.
+        plot: ``plot(result, figures_dir) -> list of PNG paths``.
+
+    Raises:
+        ValueError: for an unknown paper, a missing profile, or profiles of different types.
+    """
+
+    name: str
+    description: str
+    paper: str
+    profiles: Mapping[str, ConfigT]
+    run: Callable[[ConfigT, RunDir], Result]
+    plot: Callable[[Result, Path], list[Path]]
+
+    def __post_init__(self) -> None:
+        if self.paper not in PAPERS:
+            raise ValueError(
+                f"experiment {self.name!r}: paper must be one of {list(PAPERS)}, got {self.paper!r}"
+            )
+        missing = [p for p in REQUIRED_PROFILES if p not in self.profiles]
+        if missing:
+            raise ValueError(f"experiment {self.name!r} lacks the profiles {missing}")
+        types = {type(config) for config in self.profiles.values()}
+        if len(types) != 1 or not dataclasses.is_dataclass(next(iter(types))):
+            raise ValueError(
+                f"experiment {self.name!r}: profiles must be instances of one dataclass, got {types}"
+            )
+
+    @property
+    def module_name(self) -> str:
+        """The module file name the id implies (``xiao-depth`` -> ``xiao_depth``)."""
+        return self.name.replace("-", "_")
+
+    def config(self, profile: str = "quick") -> ConfigT:
+        """The configuration of ``profile``; ValueError naming the valid profiles otherwise."""
+        if profile not in self.profiles:
+            raise ValueError(
+                f"profile must be one of {sorted(self.profiles)} for {self.name}, got {profile!r}"
+            )
+        return self.profiles[profile]
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -1,10 +1,10 @@
-"""Running registered experiments into run directories, one at a time or all of them.
+"""Running one registered experiment into its run directory.
 
 A run lives in ``<out>/<experiment>/<run-name>/``. ``config.json`` records the experiment, profile and
 configuration; ``result.json`` the :class:`~dltheory.experiments.base.Result` plus provenance (wall time,
 seed, versions, hardware, figure paths); ``status.json`` whether it completed, failed or was
 interrupted. A failing experiment is recorded (error and traceback) instead of raised, so that
-:func:`reproduce` goes on with the others; re-running resumes or retries.
+:func:`dltheory.reproduce.reproduce` goes on with the others; re-running resumes or retries.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ import platform
 import sys
 import time
 import traceback
-from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dltheory.core.progress import progress_bar
-from dltheory.experiments.base import Result, config_to_dict, config_with_overrides
-from dltheory.experiments.registry import Experiment, experiments, get
+from dltheory.experiments.base import ExperimentSpec, Result, config_to_dict, config_with_overrides
+from dltheory.experiments.registry import get
 from dltheory.runner.runs import RunDir
 
 
@@ -39,7 +36,7 @@ class RunRecord:
 
 
 def resolve_config(
-    experiment: Experiment, profile: str, seed: int | None, overrides: dict[str, str] | None
+    experiment: ExperimentSpec, profile: str, seed: int | None, overrides: dict[str, str] | None
 ) -> Any:
     config = experiment.config(profile)
     if overrides:
@@ -121,10 +118,8 @@ def run_experiment(
     run_dir.set_status("running")
     start = time.perf_counter()
     try:
-        result: Result = experiment.module.run(config, run_dir)
-        figures = [
-            str(Path(p).relative_to(run_dir.path)) for p in experiment.module.plot(result, run_dir.figures)
-        ]
+        result: Result = experiment.run(config, run_dir)
+        figures = [str(Path(p).relative_to(run_dir.path)) for p in experiment.plot(result, run_dir.figures)]
     except KeyboardInterrupt:
         run_dir.set_status("interrupted")
         raise
@@ -146,7 +141,7 @@ def run_experiment(
     return RunRecord(name, run_dir.path, "completed", wall)
 
 
-def _provenance(experiment: Experiment, profile: str, config: Any, wall: float) -> dict[str, Any]:
+def _provenance(experiment: ExperimentSpec, profile: str, config: Any, wall: float) -> dict[str, Any]:
     return {
         "description": experiment.description,
         "paper": experiment.paper,
@@ -156,29 +151,3 @@ def _provenance(experiment: Experiment, profile: str, config: Any, wall: float) 
         "wall_time_s": wall,
         "environment": environment_info(),
     }
-
-
-def reproduce(
-    profile: str = "quick",
-    *,
-    out: str | Path = "runs",
-    names: Sequence[str] | None = None,
-    progress: bool = True,
-) -> tuple[list[RunRecord], Path]:
-    """Run every registered experiment (or ``names``) with ``profile``, resuming what exists, then write
-    the HTML report ``out/report.html``. One experiment failing does not stop the others."""
-    from dltheory.report.html import write_report
-
-    selected = list(names) if names else list(experiments())
-    for name in selected:
-        get(name)
-    records: list[RunRecord] = []
-    with ExitStack() as stack:
-        bar = stack.enter_context(progress_bar("reproduce", len(selected))) if progress else None
-        for name in selected:
-            if bar is not None:
-                bar.update(info=name)
-            records.append(run_experiment(name, profile, out=out, resume=True))
-            if bar is not None:
-                bar.advance(1)
-    return records, write_report(out)

@@ -17,13 +17,11 @@ import matplotlib.pyplot as plt
 import torch
 
 from dltheory.data import load
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.runner.runs import RunDir
 from dltheory.runner.train import EpochSampler, accuracy_evaluator, train
 
 NAME = "foundation-mnist-linear"
-DESCRIPTION = "Softmax regression on MNIST through the training loop (tooling sanity check on real data)"
-PAPER = "foundation"
 
 
 @dataclass(frozen=True)
@@ -122,3 +120,13 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description="Softmax regression on MNIST through the training loop (tooling sanity check on real data)",
+    paper="foundation",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

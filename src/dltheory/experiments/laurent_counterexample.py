@@ -31,12 +31,10 @@ from dltheory.deeplinear.counterexample import (
     network_loss,
 )
 from dltheory.deeplinear.train import init_weights
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.runner.runs import RunDir
 
 NAME = "laurent-counterexample"
-DESCRIPTION = "Non-differentiable loss: a certified sub-optimal local minimum that smoothing removes"
-PAPER = "laurent"
 
 
 @dataclass(frozen=True)
@@ -261,3 +259,13 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description="Non-differentiable loss: a certified sub-optimal local minimum that smoothing removes",
+    paper="laurent",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

@@ -30,12 +30,10 @@ from sklearn.decomposition import PCA
 from dltheory.core.io import atomic_write_json, read_json
 from dltheory.data import load
 from dltheory.deeplinear import Optimum, analyze, global_optimum, train
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.runner.runs import RunDir
 
 NAME = "laurent-minima"
-DESCRIPTION = "Random restarts on wide vs bottleneck deep linear nets, every converged point certified"
-PAPER = "laurent"
 
 LOSSES = {
     "squared": ("squared", {}),
@@ -302,3 +300,13 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description="Random restarts on wide vs bottleneck deep linear nets, every converged point certified",
+    paper="laurent",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

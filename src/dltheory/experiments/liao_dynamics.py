@@ -25,13 +25,11 @@ from dltheory.experiments._liao_common import (
     plot_curves,
     resumable_simulation,
 )
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.learningdyn import GDTheory, simulate
 from dltheory.runner.runs import RunDir
 
 NAME = "liao-dynamics"
-DESCRIPTION = "Training/test error of gradient descent vs time: random-matrix theory over simulation"
-PAPER = "liao"
 
 
 @dataclass(frozen=True)
@@ -254,3 +252,13 @@ def _plot_spectra(panels: list[dict], figures_dir: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description="Training/test error of gradient descent vs time: random-matrix theory over simulation",
+    paper="liao",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

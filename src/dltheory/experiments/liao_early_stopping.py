@@ -21,13 +21,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dltheory.experiments._liao_common import resumable_simulation
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.learningdyn import GDTheory, simulate
 from dltheory.runner.runs import RunDir
 
 NAME = "liao-early-stopping"
-DESCRIPTION = "Optimal stopping time and error vs initialisation variance sigma2: theory and simulation"
-PAPER = "liao"
 
 
 @dataclass(frozen=True)
@@ -197,3 +195,13 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description="Optimal stopping time and error vs initialisation variance sigma2: theory and simulation",
+    paper="liao",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

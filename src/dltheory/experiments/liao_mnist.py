@@ -30,14 +30,12 @@ from dltheory.experiments._liao_common import (
     plot_curves,
     resumable_simulation,
 )
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.learningdyn import GDTheory, simulate_on_data
 from dltheory.learningdyn.realdata import prepare_two_class_arrays
 from dltheory.runner.runs import RunDir
 
 NAME = "liao-mnist"
-DESCRIPTION = "Gradient-descent learning curves on MNIST 1 vs 7 (and Fashion-MNIST): theory vs measurement"
-PAPER = "liao"
 
 CLASS_NAMES = {"mnist": ("digit", "digit"), "fashion-mnist": ("T-shirt/top", "Trouser")}
 
@@ -243,3 +241,13 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description="Gradient-descent learning curves on MNIST 1 vs 7 (and Fashion-MNIST): theory vs measurement",
+    paper="liao",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from dltheory.core.io import atomic_save
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.runner.runs import RunDir
 from dltheory.signalprop import (
     critical_sigma_w2,
@@ -35,10 +35,6 @@ from dltheory.signalprop import (
 )
 
 NAME = "signalprop-conv-modes"
-DESCRIPTION = (
-    "CNN mean field: decay of spatial Fourier modes for delta vs uniform kernels, theory vs simulation"
-)
-PAPER = "xiao"
 
 
 @dataclass(frozen=True)
@@ -213,3 +209,15 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     atomic_save(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
     plt.close(fig)
     return [path]
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description=(
+        "CNN mean field: decay of spatial Fourier modes for delta vs uniform kernels, theory vs simulation"
+    ),
+    paper="xiao",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

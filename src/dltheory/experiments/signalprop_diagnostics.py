@@ -35,7 +35,7 @@ from torch import nn
 
 from dltheory.core.io import atomic_save, atomic_write_json, read_json
 from dltheory.experiments._xiao_common import ImageData, image_data
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn.diagnose import DiagnosisReport, diagnose
 from dltheory.nn.models import VanillaCNN
 from dltheory.runner.runs import RunDir
@@ -43,11 +43,6 @@ from dltheory.runner.train import EpochSampler, accuracy_evaluator, train
 from dltheory.signalprop import critical_sigma_w2
 
 NAME = "signalprop-diagnostics"
-DESCRIPTION = (
-    "dltheory.diagnose on deep tanh MLPs (3 phases), vanilla CNNs (Gaussian vs delta-orthogonal) and a ReLU "
-    "net: measured vs mean field, and accuracy before/after following the recommendation"
-)
-PAPER = "xiao"
 
 MLP_SIGMA_B2 = 0.05
 
@@ -480,3 +475,16 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     atomic_save(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
     plt.close(fig)
     return [path]
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description=(
+        "dltheory.diagnose on deep tanh MLPs (3 phases), vanilla CNNs (Gaussian vs delta-orthogonal) and "
+        "a ReLU net: measured vs mean field, and accuracy before/after following the recommendation"
+    ),
+    paper="xiao",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

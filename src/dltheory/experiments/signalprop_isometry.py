@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from dltheory.core.io import atomic_save, atomic_write_json, read_json
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn.init import critical_init_
 from dltheory.nn.jacobian import jacobian_singular_values
 from dltheory.runner.runs import RunDir
@@ -42,11 +42,6 @@ from dltheory.signalprop.spectrum import (
 )
 
 NAME = "signalprop-isometry"
-DESCRIPTION = (
-    "Jacobian spectra at init vs free probability: orthogonal vs Gaussian, tanh vs ReLU, FC and "
-    "delta-orthogonal CNN"
-)
-PAPER = "xiao"
 
 #: squared singular values below this fraction of the largest count as the atom at 0
 ZERO_FRACTION = 1e-12
@@ -398,3 +393,14 @@ def _plot_variance(cases: list[dict[str, Any]], path: Path) -> Path:
     atomic_save(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
     plt.close(fig)
     return path
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description="Jacobian spectra at init vs free probability: orthogonal vs Gaussian, tanh vs ReLU, FC and "
+    "delta-orthogonal CNN",
+    paper="xiao",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

@@ -21,15 +21,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dltheory.core.io import atomic_save
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.runner.runs import RunDir
 from dltheory.signalprop import covariance_map, critical_line, critical_sigma_w2, phase_diagram
 
 NAME = "signalprop-phase-diagram"
-DESCRIPTION = (
-    "Mean-field phase diagram: critical line and xi_c heat map (tanh), critical lines of several activations"
-)
-PAPER = "xiao"
 
 
 @dataclass(frozen=True)
@@ -230,3 +226,16 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     atomic_save(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
     plt.close(fig)
     return [path]
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description=(
+        "Mean-field phase diagram: critical line and xi_c heat map (tanh), critical lines of"
+        " several activations"
+    ),
+    paper="xiao",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

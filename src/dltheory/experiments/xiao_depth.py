@@ -24,16 +24,12 @@ import matplotlib.pyplot as plt
 import torch
 
 from dltheory.experiments._xiao_common import CHANCE_LOSS, curves, final_metrics, image_data, train_network
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn.models import DEFAULT_SIGMA_B2, VanillaCNN, critical_point
 from dltheory.nn.recipe import TrainingRecipe
 from dltheory.runner.runs import RunDir
 
 NAME = "xiao-depth"
-DESCRIPTION = (
-    "Delta-orthogonal critical tanh CNNs train at increasing depths (up to 10,000 layers in 'paper')"
-)
-PAPER = "xiao"
 
 
 @dataclass(frozen=True)
@@ -201,3 +197,15 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description=(
+        "Delta-orthogonal critical tanh CNNs train at increasing depths (up to 10,000 layers in 'paper')"
+    ),
+    paper="xiao",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

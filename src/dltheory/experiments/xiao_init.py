@@ -28,17 +28,13 @@ import matplotlib.pyplot as plt
 import torch
 
 from dltheory.experiments._xiao_common import CHANCE_LOSS, curves, final_metrics, image_data, train_network
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn.models import DEFAULT_SIGMA_B2, VanillaCNN, critical_point
 from dltheory.nn.recipe import TrainingRecipe
 from dltheory.runner.runs import RunDir
 from dltheory.signalprop import depth_scales
 
 NAME = "xiao-init"
-DESCRIPTION = (
-    "Delta-orthogonal vs block-orthogonal vs Gaussian (critical) vs off-critical at a fixed large depth"
-)
-PAPER = "xiao"
 
 
 @dataclass(frozen=True)
@@ -212,3 +208,15 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description=(
+        "Delta-orthogonal vs block-orthogonal vs Gaussian (critical) vs off-critical at a fixed large depth"
+    ),
+    paper="xiao",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

@@ -26,16 +26,12 @@ import numpy as np
 import torch
 
 from dltheory.experiments._xiao_common import curves, final_metrics, image_data, train_network
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn.models import VanillaCNN
 from dltheory.nn.recipe import TrainingRecipe
 from dltheory.runner.runs import RunDir
 
 NAME = "xiao-recipe"
-DESCRIPTION = (
-    "Accuracy after a fixed budget vs width, q*, optimizer/lr, stack-rate scaling, warm-up, batch size"
-)
-PAPER = "xiao"
 
 
 @dataclass(frozen=True)
@@ -260,3 +256,15 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return [path]
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description=(
+        "Accuracy after a fixed budget vs width, q*, optimizer/lr, stack-rate scaling, warm-up, batch size"
+    ),
+    paper="xiao",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from dltheory.experiments._xiao_common import ImageData, final_metrics, image_data, train_network
-from dltheory.experiments.base import Claim, Result
+from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn.models import VanillaCNN
 from dltheory.nn.recipe import TrainingRecipe
 from dltheory.runner.runs import RunDir
@@ -35,8 +35,6 @@ from dltheory.runner.sweep import grid_product, sweep
 from dltheory.signalprop import critical_sigma_w2, trainable_depth
 
 NAME = "xiao-trainability"
-DESCRIPTION = "Test accuracy over (sigma_w2, depth), Gaussian vs delta-orthogonal, with the 6 xi_c curve"
-PAPER = "xiao"
 INITS = ("gaussian", "delta_orthogonal")
 
 
@@ -301,3 +299,13 @@ def _log_edges(centres: np.ndarray) -> np.ndarray:
     return np.exp(
         np.concatenate([[logs[0] - (logs[1] - logs[0]) / 2], mids, [logs[-1] + (logs[-1] - logs[-2]) / 2]])
     )
+
+
+EXPERIMENT = ExperimentSpec(
+    name=NAME,
+    description="Test accuracy over (sigma_w2, depth), Gaussian vs delta-orthogonal, with the 6 xi_c curve",
+    paper="xiao",
+    profiles=PROFILES,
+    run=run,
+    plot=plot,
+)

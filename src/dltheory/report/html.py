@@ -15,23 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dltheory.core.io import atomic_write_text, read_json
-from dltheory.experiments.base import PAPERS
-
-PAPER_CLAIMS = {
-    "foundation": "The tooling itself: data, training loop, run directories and report work end to end on "
-    "real data.",
-    "xiao": "Mean-field theory predicts the critical line and depth scales of signal propagation; with "
-    "delta-orthogonal kernels at criticality, vanilla tanh CNNs of thousands of layers train, while "
-    "Gaussian initialisation trains only to depths of a few correlation lengths.",
-    "liao": "Random-matrix theory predicts the full training and test error curves of gradient descent on a "
-    "linear classifier for large, comparable n and p, including the optimal early-stopping time.",
-    "arora": "Depth in a linear network acts as a preconditioner that no regulariser can reproduce, and can "
-    "accelerate gradient descent (e.g. l4 regression).",
-    "laurent": "If every hidden layer is at least as wide as the input or the output, every local minimum of "
-    "a deep linear network with a convex differentiable loss is global; non-differentiable losses can break "
-    "this.",
-}
-PAPER_ORDER = ["foundation", "xiao", "liao", "arora", "laurent"]
+from dltheory.core.papers import PAPER_ORDER, PAPERS
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:60rem;
@@ -183,8 +167,9 @@ def render_report(results: list[dict[str, Any]]) -> str:
     sections = []
     for paper in sorted({r.get("paper", "") for r in results}, key=lambda p: order.get(p, 99)):
         chosen = [r for r in results if r.get("paper", "") == paper]
-        title = html.escape(PAPERS.get(paper, paper))
-        claim = html.escape(PAPER_CLAIMS.get(paper, ""))
+        known = PAPERS.get(paper)
+        title = html.escape(known.title if known else paper)
+        claim = html.escape(known.claim if known else "")
         body = "\n".join(_experiment_section(r) for r in chosen)
         sections.append(
             f'<section id="paper-{html.escape(paper)}"><h2>{title}</h2><p><b>Claim.</b> {claim}</p>'
