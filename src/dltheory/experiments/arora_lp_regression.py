@@ -29,14 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import scipy.optimize
 import torch
 
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.core.io import atomic_save, atomic_write_json, read_json
 from dltheory.data import load
 from dltheory.deeplinear import balanced_factors
@@ -592,7 +589,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     data = result.data
     paths = []
     main = data["main"]
-    fig, axes = plt.subplots(1, len(main), figsize=(6.5 * len(main), 4.5), squeeze=False)
+    fig, axes = new_figure(1, len(main), figsize=(6.5 * len(main), 4.5), squeeze=False)
     for ax, (power, block) in zip(axes[0], main.items(), strict=True):
         x_axis = np.asarray(block["record_at"]) + 1
         for m in block["methods"]:
@@ -614,11 +611,10 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     )
     fig.tight_layout()
     path = figures_dir / "lp_regression_curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     paths.append(path)
 
-    fig, axes = plt.subplots(1, len(main), figsize=(6.5 * len(main), 4.2), squeeze=False)
+    fig, axes = new_figure(1, len(main), figsize=(6.5 * len(main), 4.2), squeeze=False)
     for ax, (power, block) in zip(axes[0], main.items(), strict=True):
         for m in block["methods"]:
             finals = np.asarray(m["final_losses"], dtype=np.float64)
@@ -631,13 +627,12 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         ax.legend(fontsize=6)
     fig.tight_layout()
     path = figures_dir / "lp_regression_lr_grids.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     paths.append(path)
 
     rows = data["sensitivity_summary"]
     if rows:
-        fig, ax = plt.subplots(figsize=(8, 4))
+        fig, ax = new_figure(figsize=(8, 4))
         labels = [f"{r['preprocessing']}\n{r['init']}, |w0|={r['init_norm']:g}" for r in rows]
         names = [n for n in rows[0]["final"] if n != "GD, depth 1"]
         for i, name in enumerate(names):
@@ -652,8 +647,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = figures_dir / "lp_regression_sensitivity.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path)
         paths.append(path)
     return paths
 

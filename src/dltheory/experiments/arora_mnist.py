@@ -16,20 +16,16 @@ not stated in the material we have: unverified).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import copy
-
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.data import load
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn import DeepLinear, overparameterize
@@ -269,7 +265,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
 
 def plot(result: Result, figures_dir: Path) -> list[Path]:
     data = result.data
-    fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_eval) = new_figure(1, 2, figsize=(11, 4))
     for label in data["labels"]:
         curve = data["curves"][label]
         loss = np.asarray(curve["loss"])
@@ -293,8 +289,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     )
     fig.tight_layout()
     path = figures_dir / "mnist_overparameterized.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.deeplinear import (
     field_jacobian,
     jacobian_asymmetry,
@@ -186,8 +184,8 @@ def run(config: Config, run_dir: RunDir) -> Result:
 def plot(result: Result, figures_dir: Path) -> list[Path]:
     data = result.data
     depths = data["depths"]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, (ax_a, ax_l, ax_r) = plt.subplots(1, 3, figsize=(14, 4.2))
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, (ax_a, ax_l, ax_r) = new_figure(1, 3, figsize=(14, 4.2))
     floor = 1e-17
     for i, depth in enumerate(depths):
         entry = data[f"N{depth}"]
@@ -260,8 +258,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     )
     fig.tight_layout()
     path = figures_dir / "no_regularizer.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

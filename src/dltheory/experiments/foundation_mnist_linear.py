@@ -10,12 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.data import load
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.runner.runs import RunDir
@@ -103,7 +100,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
 
 def plot(result: Result, figures_dir: Path) -> list[Path]:
     data = result.data
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, (ax_loss, ax_acc) = new_figure(1, 2, figsize=(9, 3.5))
     ax_loss.plot(data["step"], data["loss"], label="training loss (mini-batch)")
     ax_loss.set_xlabel("SGD step")
     ax_loss.set_ylabel("cross-entropy (nats)")
@@ -117,8 +114,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.suptitle("Softmax regression on MNIST")
     fig.tight_layout()
     path = figures_dir / "mnist_linear.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

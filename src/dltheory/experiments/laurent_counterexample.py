@@ -14,12 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.core.io import atomic_write_json, read_json
 from dltheory.deeplinear import analyze, counterexample_function, train
 from dltheory.deeplinear.counterexample import (
@@ -221,7 +218,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     data = result.data
     delta = data["smoothing"]
     x, z = np.meshgrid(np.linspace(-0.2, 0.2, 301), np.linspace(-1.0, 1.0, 301))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    fig, axes = new_figure(1, 3, figsize=(15, 4.4))
     levels = np.linspace(-0.03, 0.03, 25)
     for ax, smoothing, title in (
         (axes[0], None, "non-smooth f: local minimum\n(no lower loss near the star)"),
@@ -256,8 +253,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     path = figures_dir / "counterexample.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

@@ -20,13 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import PCA
 
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.core.io import atomic_write_json, read_json
 from dltheory.data import load
 from dltheory.deeplinear import Optimum, analyze, global_optimum, train
@@ -244,7 +241,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         "saddle": "tab:orange",
         "not_critical": "k",
     }
-    fig, (ax_gap, ax_curve) = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [1.3, 1]})
+    fig, (ax_gap, ax_curve) = new_figure(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [1.3, 1]})
     rng = np.random.default_rng(0)
     seen = set()
     for i, cell in enumerate(cells):
@@ -297,8 +294,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     ax_curve.legend(fontsize=8)
     fig.tight_layout()
     path = figures_dir / "minima_gaps.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

@@ -13,12 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.experiments._liao_common import (
     deviation,
     mark_optimal_stopping,
@@ -194,7 +191,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
 
 def plot(result: Result, figures_dir: Path) -> list[Path]:
     panels = result.data["settings"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False)
+    fig, axes = new_figure(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False)
     for ax, data in zip(axes[0], panels, strict=True):
         steps = np.asarray(data["steps"], dtype=float)
         plot_curves(
@@ -220,13 +217,12 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         ax.legend(fontsize=7)
     fig.tight_layout()
     path = figures_dir / "liao_dynamics.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path, _plot_spectra(panels, figures_dir)]
 
 
 def _plot_spectra(panels: list[dict], figures_dir: Path) -> Path:
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
+    fig, axes = new_figure(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
     for ax, data in zip(axes[0], panels, strict=True):
         spec = data["spectrum"]
         eig = np.asarray(spec["eigenvalues"], dtype=float)
@@ -249,8 +245,7 @@ def _plot_spectra(panels: list[dict], figures_dir: Path) -> Path:
         ax.legend(fontsize=7)
     fig.tight_layout()
     path = figures_dir / "liao_dynamics_spectrum.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

@@ -14,12 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.experiments._liao_common import resumable_simulation
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.learningdyn import GDTheory, simulate
@@ -151,7 +148,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     data = result.data
     rows = data["rows"]
     s2 = np.array([r["sigma2"] for r in rows])
-    fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_t, ax_e) = new_figure(1, 2, figsize=(11, 4.2))
     ax_t.plot(data["dense_sigma2"], data["dense_time"], color="tab:blue", label="theory: optimal step t*")
     low = [r["sim_argmin_time"] - r["sim_window"][0] for r in rows]
     high = [r["sim_window"][1] - r["sim_argmin_time"] for r in rows]
@@ -192,8 +189,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     )
     fig.tight_layout()
     path = figures_dir / "liao_early_stopping.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

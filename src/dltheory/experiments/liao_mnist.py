@@ -16,12 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.data.loaders import idx_remote_files
 from dltheory.data.sources import find_dataset_dir
 from dltheory.experiments._liao_common import (
@@ -216,7 +213,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     panels = result.data["panels"]
     if not panels:
         return []
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False)
+    fig, axes = new_figure(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False)
     for ax, data in zip(axes[0], panels, strict=True):
         steps = np.asarray(data["steps"], dtype=float)
         plot_curves(
@@ -238,8 +235,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         ax.legend(fontsize=7)
     fig.tight_layout()
     path = figures_dir / "liao_mnist.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

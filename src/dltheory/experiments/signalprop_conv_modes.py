@@ -15,14 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from dltheory.core.io import atomic_save
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.runner.runs import RunDir
 from dltheory.signalprop import (
@@ -192,7 +188,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
 def plot(result: Result, figures_dir: Path) -> list[Path]:
     data = result.data
     layers = data["layers"]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = new_figure(figsize=(6.5, 4.5))
     for kind, color in (("delta", "tab:blue"), ("uniform", "tab:red")):
         ax.semilogy(
             layers, data[kind]["theory"], "-", color=color, label=f"{kind} profile: mean-field theory"
@@ -206,8 +202,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(figures_dir) / "conv_modes.png"
-    atomic_save(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return [path]
 
 

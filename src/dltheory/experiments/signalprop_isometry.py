@@ -22,14 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 
-from dltheory.core.io import atomic_save, atomic_write_json, read_json
+from dltheory.core.figures import new_figure, save_figure
+from dltheory.core.io import atomic_write_json, read_json
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn.init import critical_init_
 from dltheory.nn.jacobian import jacobian_singular_values
@@ -320,8 +318,8 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
 
 def _plot_spectra(cases: list[dict[str, Any]], path: Path, title: str) -> Path:
     panels = sorted({(c["activation"], c["weights"]) for c in cases}, key=lambda p: (p[0] != "tanh", p[1]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
-    colors = plt.get_cmap("viridis")
+    fig, axes = new_figure(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    colors = matplotlib.colormaps["viridis"]
     for ax, (activation, weights) in zip(axes[0], panels, strict=True):
         chosen = sorted(
             (c for c in cases if (c["activation"], c["weights"]) == (activation, weights)),
@@ -348,13 +346,12 @@ def _plot_spectra(cases: list[dict[str, Any]], path: Path, title: str) -> Path:
         f"{title}: Jacobian spectra at initialisation (histograms) vs free probability (dashed)", fontsize=10
     )
     fig.tight_layout()
-    atomic_save(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
 def _plot_variance(cases: list[dict[str, Any]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(9.0, 4.8))
+    fig, ax = new_figure(figsize=(9.0, 4.8))
     groups = sorted({(c["architecture"], c["activation"], c["weights"]) for c in cases})
     markers = {"fc": "o", "cnn": "s"}
     for i, group in enumerate(groups):
@@ -390,8 +387,7 @@ def _plot_variance(cases: list[dict[str, Any]], path: Path) -> Path:
     ax.set_title("Dynamical isometry: spread of the Jacobian spectrum vs depth", fontsize=10)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    atomic_save(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

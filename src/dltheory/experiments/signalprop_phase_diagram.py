@@ -14,13 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
-from dltheory.core.io import atomic_save
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.runner.runs import RunDir
 from dltheory.signalprop import covariance_map, critical_line, critical_sigma_w2, phase_diagram
@@ -188,7 +184,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     data = result.data
     w, b = np.array(data["sigma_w2"]), np.array(data["sigma_b2"])
     xi = np.array(data["xi_c"], dtype=float)
-    fig, (ax_h, ax_l, ax_m) = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig, (ax_h, ax_l, ax_m) = new_figure(1, 3, figsize=(16, 4.6))
     mesh = ax_h.pcolormesh(w, b, np.log10(np.clip(xi.T, 1e-1, 1e4)), shading="auto", cmap="viridis")
     fig.colorbar(mesh, ax=ax_h, label="log10 xi_c (layers)")
     tanh = data["lines"]["tanh"]
@@ -223,8 +219,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     ax_m.legend(fontsize=6)
     fig.tight_layout()
     path = Path(figures_dir) / "phase_diagram.png"
-    atomic_save(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return [path]
 
 

@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.experiments._xiao_common import CHANCE_LOSS, curves, final_metrics, image_data, train_network
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn.models import DEFAULT_SIGMA_B2, VanillaCNN, critical_point
@@ -162,8 +160,8 @@ def run(config: Config, run_dir: RunDir) -> Result:
 
 def plot(result: Result, figures_dir: Path) -> list[Path]:
     data = result.data
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    cmap = plt.get_cmap("viridis")
+    fig, (ax_loss, ax_acc) = new_figure(1, 2, figsize=(10, 3.8))
+    cmap = matplotlib.colormaps["viridis"]
     depths = data["depths"]
     for i, depth in enumerate(depths):
         run = data["runs"][str(depth)]
@@ -194,8 +192,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.suptitle("Vanilla tanh CNN, delta-orthogonal at criticality: training at increasing depth")
     fig.tight_layout()
     path = figures_dir / "xiao_depth_curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

@@ -21,12 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.experiments._xiao_common import CHANCE_LOSS, curves, final_metrics, image_data, train_network
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn.models import DEFAULT_SIGMA_B2, VanillaCNN, critical_point
@@ -177,7 +174,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
 
 def plot(result: Result, figures_dir: Path) -> list[Path]:
     data = result.data
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10.5, 3.9))
+    fig, (ax_loss, ax_acc) = new_figure(1, 2, figsize=(10.5, 3.9))
     styles = ["-", "--", "-.", ":"]
     colors = ["C0", "C1", "C3", "C2"]
     for (label, run), style, color in zip(data["runs"].items(), styles, colors, strict=False):
@@ -205,8 +202,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     fig.suptitle(f"Initialisation at depth {data['depth']} (vanilla tanh CNN, same recipe and stem)")
     fig.tight_layout()
     path = figures_dir / "xiao_init_curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return [path]
 
 

@@ -18,13 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.experiments._xiao_common import curves, final_metrics, image_data, train_network
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn.models import VanillaCNN
@@ -216,7 +213,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     factors = [data["runs"][label]["factor"] for label in labels]
     order = sorted(range(len(labels)), key=lambda i: (factors[i] != "baseline", factors[i]))
     palette = {f: f"C{i}" for i, f in enumerate(dict.fromkeys(factors[i] for i in order))}
-    fig, ax = plt.subplots(figsize=(9.5, 0.34 * len(labels) + 1.6))
+    fig, ax = new_figure(figsize=(9.5, 0.34 * len(labels) + 1.6))
     y = np.arange(len(order))[::-1]
     for yi, i in zip(y, order, strict=True):
         run = data["runs"][labels[i]]
@@ -253,8 +250,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     ax.set_title(f"Training recipe study: delta-orthogonal critical tanh CNN, depth {data['depth']}")
     fig.tight_layout()
     path = figures_dir / "xiao_recipe.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, tight=True)
     return [path]
 
 

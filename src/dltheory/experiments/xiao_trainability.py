@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib.cm
+import matplotlib.colors
+import matplotlib.patches
 import numpy as np
 import torch
 
+from dltheory.core.figures import new_figure, save_figure
 from dltheory.experiments._xiao_common import ImageData, final_metrics, image_data, train_network
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn.models import VanillaCNN
@@ -225,7 +226,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     sw2, depths = np.asarray(data["sigma_w2"]), np.asarray(data["depths"], dtype=float)
     x_edges = _log_edges(sw2)
     y_edges = _log_edges(depths)
-    fig, axes = plt.subplots(1, len(INITS), figsize=(11, 4.2), sharey=True)
+    fig, axes = new_figure(1, len(INITS), figsize=(11, 4.2), sharey=True)
     for ax, init in zip(axes, INITS, strict=True):
         m = data["maps"][init]
         accuracy = 100 * np.asarray(m["test_accuracy"], dtype=float)
@@ -235,7 +236,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
             x, y = sw2[j], depths[i]
             if status[i, j] != "completed":
                 ax.add_patch(
-                    plt.Rectangle(
+                    matplotlib.patches.Rectangle(
                         (float(x_edges[j]), float(y_edges[i])),
                         x_edges[j + 1] - x_edges[j],
                         y_edges[i + 1] - y_edges[i],
@@ -277,7 +278,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         ax.legend(loc="upper right", fontsize=7)
     axes[0].set_ylabel("depth (layers of the circular stack)")
     fig.colorbar(
-        plt.cm.ScalarMappable(norm=plt.Normalize(0, 100), cmap="magma"),
+        matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 100), cmap="magma"),
         ax=list(axes),
         label="test accuracy (%)",
     )
@@ -285,8 +286,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         f"Trainability after a fixed budget, sigma_b^2 = {data['sigma_b2']:g} (grey hatched: diverged)"
     )
     path = figures_dir / "xiao_trainability.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, tight=True)
     return [path]
 
 
