@@ -22,6 +22,7 @@ from typing import Any
 
 from dltheory.experiments.base import ExperimentSpec, Result, config_to_dict, config_with_overrides
 from dltheory.experiments.registry import get
+from dltheory.runner.records import run_provenance
 from dltheory.runner.runs import RunDir
 
 
@@ -128,20 +129,27 @@ def run_experiment(
         error = f"{type(exc).__name__}: {exc}"
         payload = Result(name, status="failed").to_dict()
         payload.update(
-            _provenance(experiment, profile, config, wall), error=error, traceback=traceback.format_exc()
+            _provenance(experiment, profile, config, wall, overrides),
+            error=error,
+            traceback=traceback.format_exc(),
         )
         run_dir.write_result(payload)
         run_dir.set_status("failed", error=error)
         return RunRecord(name, run_dir.path, "failed", wall, error=error)
     wall = time.perf_counter() - start
     payload = result.to_dict()
-    payload.update(_provenance(experiment, profile, config, wall), figures=figures)
+    payload.update(_provenance(experiment, profile, config, wall, overrides), figures=figures)
     run_dir.write_result(payload)
     run_dir.set_status("completed", verdict=result.verdict)
     return RunRecord(name, run_dir.path, "completed", wall)
 
 
-def _provenance(experiment: ExperimentSpec, profile: str, config: Any, wall: float) -> dict[str, Any]:
+def _provenance(
+    experiment: ExperimentSpec, profile: str, config: Any, wall: float, overrides: dict[str, str] | None
+) -> dict[str, Any]:
+    """What a result file records besides the result: configuration, timing, environment, and the
+    command, commit, overrides and completion date that make it recordable (see
+    :mod:`dltheory.runner.records`)."""
     return {
         "description": experiment.description,
         "paper": experiment.paper,
@@ -150,4 +158,5 @@ def _provenance(experiment: ExperimentSpec, profile: str, config: Any, wall: flo
         "config": config_to_dict(config),
         "wall_time_s": wall,
         "environment": environment_info(),
+        **run_provenance(overrides),
     }
