@@ -17,11 +17,11 @@ from torch import nn
 import dltheory
 from dltheory.core.io import to_json
 from dltheory.nn.diagnose import DiagnoseError, diagnose
-from dltheory.nn.diagnose_adapters import unrolled
-from dltheory.nn.diagnose_theory import GaussianMaps, _spread
+from dltheory.nn.diagnose._adapters import unrolled
+from dltheory.nn.diagnose._theory import conv_geometry
 from dltheory.nn.init import delta_orthogonal_
 from dltheory.signalprop import critical_sigma_w2
-from dltheory.signalprop.kernels import dual_kernel
+from dltheory.signalprop.layerwise import spread
 
 SB2 = 0.05
 TANH_CRITICAL = float(critical_sigma_w2("tanh", SB2))  # 1.7610 (anchor in docs/xiao/theory.md)
@@ -195,7 +195,7 @@ def test_spatial_spread_is_the_layers_own_convolution(conv):
     with torch.no_grad():
         reference.weight.copy_(torch.from_numpy(profile).reshape(conv.weight.shape))
         expected = reference._conv_forward(torch.from_numpy(maps).unsqueeze(1), reference.weight, None)
-    np.testing.assert_allclose(_spread(conv, maps, profile), expected[:, 0].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(spread(maps, profile, conv_geometry(conv)), expected[:, 0].numpy(), rtol=1e-12)
 
 
 def test_kinked_activation_on_large_maps_is_predicted_with_spatial_means():
@@ -379,16 +379,6 @@ def test_to_dict_is_json_and_plot_writes_a_png(tmp_path):
     report.plot(path)
     image = mpimg.imread(path)
     assert image.ndim == 3 and image.shape[0] > 300
-
-
-def test_gaussian_maps_series_matches_two_dimensional_quadrature():
-    rng = np.random.default_rng(0)
-    q1, q2 = rng.uniform(1e-3, 16.0, 400), rng.uniform(1e-3, 16.0, 400)
-    c = np.concatenate([rng.uniform(-1, 1, 380), np.ones(10), np.full(10, 0.999)])
-    maps, kernel = GaussianMaps(dual_kernel("tanh").activation), dual_kernel("tanh")
-    exact = kernel.cross(q1, q2, c)[0]
-    scale = np.sqrt(kernel.moments(q1)[0] * kernel.moments(q2)[0])
-    assert np.max(np.abs(maps.cross(q1, q2, c) - exact) / scale) < 1e-5
 
 
 # ------------------------------------------------------------------------------------ errors

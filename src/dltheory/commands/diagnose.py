@@ -180,10 +180,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(code=2) from exc
         figure = None
         if out is not None and not no_plot:
-            import matplotlib.pyplot as plt
-
-            fig = report.plot(out)
-            plt.close(fig)
+            report.plot(out).clear()
             figure = str(out)
         if as_json:
             typer.echo(to_json({**report.to_dict(), "figure": figure}))

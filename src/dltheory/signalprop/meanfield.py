@@ -43,12 +43,12 @@ from dltheory.core.activations import Activation
 from dltheory.core.gaussian import hermite_coefficients
 from dltheory.core.validation import as_float_array, check_choice, check_int, check_positive
 from dltheory.signalprop.kernels import DualKernel, dual_kernel
+from dltheory.signalprop.phases import CRITICAL_TOL, classify_phase
 
 ActivationLike = str | Activation | Any
 
 Q_MAX = 1e12
 SERIES_ORDER = 200
-CRITICAL_TOL = 1e-8
 MARGINAL_TOL = 1e-13
 _MAX_ITER = 200
 
@@ -400,10 +400,9 @@ def phase(
     activation: ActivationLike, sigma_w2: object, sigma_b2: object, *, tol: float = CRITICAL_TOL
 ) -> np.ndarray:
     """ "ordered" (chi_1 < 1 - tol), "critical" (|chi_1 - 1| <= tol) or "chaotic" (chi_1 > 1 + tol), as a
-    string array of the broadcast shape (Poole et al. 2016; Schoenholz et al. 2017)."""
-    tol_arr = check_positive("tol", tol, allow_zero=True)
-    chi = chi_1(activation, sigma_w2, sigma_b2)
-    return np.where(chi < 1.0 - tol_arr, "ordered", np.where(chi > 1.0 + tol_arr, "chaotic", "critical"))
+    string array of the broadcast shape (Poole et al. 2016; Schoenholz et al. 2017); the rule is
+    :func:`dltheory.signalprop.phases.classify_phase`."""
+    return classify_phase(chi_1(activation, sigma_w2, sigma_b2), tol)
 
 
 # ------------------------------------------------------------------------------------ critical line
@@ -505,9 +504,7 @@ class PhaseDiagram:
 
     def phase(self, tol: float = CRITICAL_TOL) -> np.ndarray:
         """String array "ordered" / "critical" / "chaotic" ("unbounded" without a fixed point)."""
-        chi = self.chi_1
-        labels = np.where(chi < 1.0 - tol, "ordered", np.where(chi > 1.0 + tol, "chaotic", "critical"))
-        return np.where(np.isfinite(self.q_star), labels, "unbounded")
+        return classify_phase(self.chi_1, tol, bounded=np.isfinite(self.q_star))
 
 
 def phase_diagram(

@@ -1,4 +1,4 @@
-"""Recording a model's forward and backward pass for :func:`dltheory.nn.diagnose.diagnose`.
+"""Recording a model's forward and backward pass for :func:`dltheory.diagnose` (hooks on modules).
 
 Forward hooks on every leaf module note the order in which modules run. On every ``nn.Linear`` and
 ``nn.Conv1d/2d/3d`` (the "layers") they also measure, at once (before any in-place op can change the

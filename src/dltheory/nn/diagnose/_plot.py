@@ -1,25 +1,41 @@
-"""Figure of a :class:`dltheory.nn.diagnose.DiagnosisReport`: q^l, c^l, gradient norms and per-link chi
-against depth, measured (markers) vs mean-field prediction (lines); links the theory does not cover are
-shaded."""
+"""Figure of a diagnosis report: q^l, c^l, gradient norms and per-link chi against depth, measured
+(markers) vs mean-field prediction (lines); links the theory does not cover are shaded.
+
+Built on a detached :class:`matplotlib.figure.Figure` (:func:`dltheory.core.figures.new_figure`): the
+user's pyplot backend is never touched. The report is read through the :class:`ReportView` protocol, so
+this module does not import the report's module (no import cycle).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
-from dltheory.core.io import atomic_save
-
-if TYPE_CHECKING:
-    from dltheory.nn.diagnose import DiagnosisReport
+from dltheory.core.figures import new_figure, save_figure
 
 
-def _shade_breaks(ax: Any, report: DiagnosisReport) -> None:
+class ReportView(Protocol):
+    """What the figure reads from a :class:`~dltheory.nn.diagnose.DiagnosisReport`."""
+
+    layers: list[Any]
+    links: list[dict[str, Any]]
+    segments: list[tuple[int, int]]
+    q: np.ndarray
+    c: np.ndarray
+    grad_sq: np.ndarray
+    grad_norms: np.ndarray
+    chi_1: np.ndarray
+    chi_1_bulk: float
+    phase: str | None
+    predicted: Any
+
+    @property
+    def covered_links(self) -> int: ...
+
+
+def _shade_breaks(ax: Any, report: ReportView) -> None:
     first = True
     for link in report.links:
         if not link["covered"]:
@@ -41,11 +57,11 @@ def _theory_line(ax: Any, x: np.ndarray, y: np.ndarray, spans: list[tuple[int, i
         )
 
 
-def plot_report(report: DiagnosisReport, path: str | Path | None = None, title: str | None = None) -> Any:
+def plot_report(report: ReportView, path: str | Path | None = None, title: str | None = None) -> Any:
     """Draw the four panels; write a PNG to ``path`` if given; return the Figure."""
     depth = np.arange(1, len(report.layers) + 1)
     pred = report.predicted
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig, axes = new_figure(2, 2, figsize=(12, 8))
     ax_q, ax_c, ax_g, ax_chi = axes.ravel()
 
     ax_q.plot(depth, _positive(report.q), "o", ms=3, color="tab:blue", label="measured")
@@ -105,5 +121,5 @@ def plot_report(report: DiagnosisReport, path: str | Path | None = None, title: 
     fig.suptitle(title or f"signal propagation: {verdict}; measured chi = {report.chi_1_bulk:.4g}; {covered}")
     fig.tight_layout()
     if path is not None:
-        atomic_save(Path(path), lambda handle: fig.savefig(handle, format="png", dpi=110))
+        save_figure(fig, Path(path), close=False)
     return fig

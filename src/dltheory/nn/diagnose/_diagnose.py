@@ -1,34 +1,5 @@
-"""Signal-propagation diagnosis of any PyTorch model at initialisation: is this network at the edge of chaos?
-
-``report = diagnose(model, inputs)`` runs one forward and one backward pass with hooks on every layer
-(``nn.Linear``, ``nn.Conv1d/2d/3d``) and every other leaf module, and compares what it measures with the
-mean-field theory of signal propagation (Poole et al. 2016; Schoenholz et al. 2017; Xiao et al. 2018,
-docs/xiao/theory.md):
-
-- per layer l: the mean squared pre-activation ``q^l``, the correlation ``c^l`` between pairs of inputs,
-  the gradient norm of the weight, and the squared norm of the gradient with respect to the
-  pre-activations ``|g^l|^2``; the backward pass uses the loss ``sum_b <f(x_b), v_b>`` with standard Gaussian
-  output directions ``v_b`` (a random read-out, the setting of the mean-field gradient analysis);
-- per link l -> l + 1 the measured gradient growth ``chi^l = |g^l|^2 / |g^{l+1}|^2``, which mean-field
-  theory predicts to be ``sigma_w2 E[phi'(h^l)^2]`` (= chi_1 at the fixed point; Schoenholz et al. 2017,
-  eq. 5): < 1 ordered (gradients vanish), > 1 chaotic (they explode), = 1 critical;
-- the input-output Jacobian: ``mean(s^2)`` of its singular values from the same backward pass (one
-  Hutchinson probe per input: ``E|J_b^T v_b|^2 = tr(J_b J_b^T)``), and with ``jacobian="spectrum"`` the
-  extreme singular values and ``mean(s^4)`` of the first input's Jacobian (matrix-free,
-  :mod:`dltheory.nn.jacobian`);
-- where consecutive layers are joined by an activation the mean-field API knows, the predicted curves of
-  :mod:`dltheory.nn.diagnose_theory` (parameters inferred from the weights); where they are not (residual
-  adds, normalisation, pooling, unknown activations) the report measures, does not predict, and says why.
-
-The verdict ``report.phase`` is the measured chi of the longest covered run of layers ("ordered",
-"critical" within ``critical_tol``, or "chaotic"), or None when the theory covers no run of at least two
-links. ``report.recommendation`` gives a critical (sigma_w2, sigma_b2) (the small-q* end of the critical
-line for bounded activations, where orthogonal weights give dynamical isometry; sigma_b2 = 0 for the ReLU
-family) and the :func:`dltheory.nn.init.critical_init_` call that puts the model there.
-
-The model runs in its current mode (train / eval); buffers (batch-norm running statistics) are restored
-afterwards and no ``.grad`` is written.
-"""
+"""The entry point :func:`diagnose`: run the model once forward and backward with hooks, predict with
+mean-field theory, judge and recommend (see :mod:`dltheory.nn.diagnose` for what is measured)."""
 
 from __future__ import annotations
 
@@ -42,25 +13,16 @@ from torch import nn
 
 from dltheory.core.activations import Activation
 from dltheory.core.validation import check_int, check_positive
-from dltheory.nn.diagnose_adapters import is_fused, recommendation_call, unrolled
-from dltheory.nn.diagnose_report import (
+from dltheory.nn.diagnose._adapters import is_fused, recommendation_call, unrolled
+from dltheory.nn.diagnose._report import (
     DiagnosisReport,
     JacobianStats,
     LayerInfo,
     Predicted,
     Recommendation,
 )
-from dltheory.nn.diagnose_theory import (
-    LayerParams,
-    Theory,
-    classify,
-    critical_parameters,
-    layer_params,
-    predict_segment,
-    segments,
-    theory_at,
-)
-from dltheory.nn.diagnose_trace import (
+from dltheory.nn.diagnose._theory import layer_params, predict_segment
+from dltheory.nn.diagnose._trace import (
     LAYER_TYPES,
     NORM_TYPES,
     LayerTrace,
@@ -69,9 +31,13 @@ from dltheory.nn.diagnose_trace import (
     analyse_links,
     subsample,
 )
-from dltheory.nn.diagnose_trace import skip_connections as find_skip_connections
+from dltheory.nn.diagnose._trace import skip_connections as find_skip_connections
+from dltheory.signalprop.layerwise import ChainLayer, segments
+from dltheory.signalprop.meanfield import critical_sigma_w2, fixed_point
+from dltheory.signalprop.phases import classify_phase
+from dltheory.signalprop.summary import FixedPointSummary, critical_parameters, fixed_point_summary
 
-__all__ = ["DiagnoseError", "DiagnosisReport", "Recommendation", "diagnose"]
+__all__ = ["DiagnoseError", "diagnose"]
 
 JACOBIAN_MODES = (True, False, "moments", "spectrum")
 DEFAULT_PAIRS = 16
@@ -273,7 +239,7 @@ def _geometric_mean(values: np.ndarray) -> float:
 
 
 def _bulk_links(
-    span: tuple[int, int], params: list[LayerParams], links: list[Link]
+    span: tuple[int, int], params: list[ChainLayer], links: list[Link]
 ) -> tuple[list[int], Activation, float, float]:
     """Links of a covered run whose target layer has the run's typical sigma_w2 and activation (this leaves
     out a read-out or an input layer initialised differently); returns them with the bulk activation and the
@@ -295,7 +261,7 @@ def _bulk_links(
     return bulk, activation, sw2, sb2
 
 
-def _settled(bulk: list[int], q: np.ndarray, theory: Theory) -> list[int]:
+def _settled(bulk: list[int], q: np.ndarray, theory: FixedPointSummary) -> list[int]:
     """The bulk links whose q^l is within :data:`SETTLED_Q` of q* (the gradient growth there is chi_1), or,
     when fewer than two are, the deeper half of the bulk links (q^l approaches q* with depth scale xi_q)."""
     if theory.bounded and theory.q_star > 0:
@@ -308,8 +274,6 @@ def _settled(bulk: list[int], q: np.ndarray, theory: Theory) -> list[int]:
 def _recommend(
     model: nn.Module, activation: Activation, sigma_b2: float, has_conv: bool, measured: float
 ) -> Recommendation | None:
-    from dltheory.signalprop import critical_sigma_w2, fixed_point
-
     point = critical_parameters(activation, sigma_b2)
     if point is None:
         return None
@@ -393,7 +357,7 @@ class _Curves:
 
 def _predict(
     traces: list[LayerTrace],
-    params: list[LayerParams],
+    params: list[ChainLayer],
     links: list[Link],
     spans: list[tuple[int, int]],
     grad_sq: np.ndarray,
@@ -414,7 +378,8 @@ def _predict(
             )
         if seg.stopped is not None:
             notes.append(
-                f"mean-field prediction stopped at {seg.stopped}: the predicted variance is not finite"
+                f"mean-field prediction stopped at {traces[start + seg.stopped].name}: the predicted "
+                "variance is not finite"
             )
         if np.isfinite(grad_sq[stop]):
             growth = np.cumprod(np.concatenate([[1.0], seg.chi[::-1]]))[::-1]
@@ -427,14 +392,14 @@ def _predict(
 def _verdict(
     model: nn.Module,
     traces: list[LayerTrace],
-    params: list[LayerParams],
+    params: list[ChainLayer],
     links: list[Link],
     spans: list[tuple[int, int]],
     q: np.ndarray,
     chi: np.ndarray,
     tol: float,
     notes: list[str],
-) -> tuple[tuple[int, int] | None, Theory | None, str | None, float, Recommendation | None]:
+) -> tuple[tuple[int, int] | None, FixedPointSummary | None, str | None, float, Recommendation | None]:
     """The longest covered run of >= 2 links, its theory, the measured verdict and the recommendation."""
     main = max((s for s in spans if s[1] - s[0] >= 2), key=lambda s: s[1] - s[0], default=None)
     if main is None:
@@ -444,10 +409,10 @@ def _verdict(
         )
         return None, None, None, float("nan"), None
     bulk, activation, sw2, sb2 = _bulk_links(main, params, links)
-    theory = theory_at(activation, sw2, sb2, tol)
+    theory = fixed_point_summary(activation, sw2, sb2, tol)
     chi_bulk = _geometric_mean(chi[_settled(bulk, q, theory)])
     if np.isfinite(chi_bulk):
-        phase = classify(chi_bulk, tol)
+        phase = str(classify_phase(chi_bulk, tol))
     else:
         phase = theory.phase if theory.phase != "unbounded" else "chaotic"
         notes.append("gradients could not be measured on the covered layers: the verdict is the theory's")
@@ -472,8 +437,8 @@ def _report(
     traces, notes = run.recorder.layers, run.notes
     n = len(traces)
     links = analyse_links(traces, run.recorder.leaves)
-    params = [layer_params(t.module) for t in traces]
-    spans = segments(links, n)
+    params = [layer_params(t) for t in traces]
+    spans = segments([link.covered for link in links], n)
 
     q = np.array([float(np.mean(t.q_samples)) for t in traces])
     c = np.array([float(np.nanmean(t.c_pairs)) if np.any(np.isfinite(t.c_pairs)) else np.nan for t in traces])

@@ -1,4 +1,4 @@
-"""The report of :func:`dltheory.nn.diagnose.diagnose`: what was measured, what mean-field theory predicts,
+"""The report of :func:`dltheory.diagnose`: what was measured, what mean-field theory predicts,
 the verdict and the recommended initialisation."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from dltheory.core.activations import Activation
-from dltheory.nn.diagnose_adapters import apply_critical
-from dltheory.nn.diagnose_theory import Theory
+from dltheory.nn.diagnose._adapters import apply_critical
+from dltheory.signalprop.summary import FixedPointSummary
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class Predicted:
     c: np.ndarray
     chi_1: np.ndarray
     grad_sq: np.ndarray
-    theory: Theory | None
+    theory: FixedPointSummary | None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,7 +140,7 @@ class DiagnosisReport:
     def plot(self, path: str | Path | None = None) -> Any:
         """Figure of q^l, c^l, gradient norms and chi per link vs depth, measured vs predicted; written
         as PNG to ``path`` if given. Returns the matplotlib Figure."""
-        from dltheory.nn.diagnose_plot import plot_report
+        from dltheory.nn.diagnose._plot import plot_report
 
         return plot_report(self, path)
 
