@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from dltheory.nn.models import VanillaCNN
 from dltheory.nn.recipe import TrainingRecipe, build_optimizer
@@ -45,3 +46,24 @@ def test_warmup_ramps_every_rate_linearly():
 def test_bad_rates_raise_naming_the_argument(field):
     with pytest.raises(ValueError, match=field):
         TrainingRecipe(**{field: -1.0})
+
+
+def test_a_capturable_optimizer_needs_adam_on_a_gpu():
+    model = VanillaCNN(2, 4)
+    with pytest.raises(ValueError, match="optimizer='adam'"):
+        build_optimizer(model, TrainingRecipe(optimizer="sgd"), capturable=True)
+    with pytest.raises(ValueError, match="CUDA device"):
+        build_optimizer(model, TrainingRecipe(), capturable=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (capturable Adam runs on CUDA only)")
+def test_capturable_rates_are_device_tensors_the_scheduler_updates_in_place():
+    model = VanillaCNN(2, 4).cuda()
+    optimizer, scheduler = build_optimizer(model, TrainingRecipe(lr=0.01, warmup_steps=2), capturable=True)
+    rates = [group["lr"] for group in optimizer.param_groups]
+    assert all(isinstance(r, torch.Tensor) and r.is_cuda for r in rates)
+    model(torch.randn(2, 1, 28, 28, device="cuda")).sum().backward()
+    optimizer.step()
+    scheduler.step()
+    assert [group["lr"] for group in optimizer.param_groups] == rates  # same tensors, new values
+    assert float(rates[0]) == pytest.approx(0.01)

@@ -63,20 +63,39 @@ class TrainingRecipe:
 
 
 def build_optimizer(
-    model: VanillaCNN, recipe: TrainingRecipe
+    model: VanillaCNN, recipe: TrainingRecipe, *, capturable: bool = False
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """The optimizer (parameter groups: stem at ``lr``, head at ``recipe.head_rate``, stack at
-    ``recipe.stack_rate(depth)``) and its warm-up scheduler (call ``scheduler.step()`` after every optimizer
-    step)."""
+    """The optimizer and its warm-up scheduler (call ``scheduler.step()`` after every optimizer step).
+
+    Args:
+        model: the network; its parameter groups stem / head / stack get the rates ``recipe.lr``,
+            ``recipe.head_rate`` and ``recipe.stack_rate(depth)``.
+        recipe: the training recipe.
+        capturable: build an optimizer whose step can be recorded in a CUDA graph (Adam with
+            ``capturable=True`` and learning rates as tensors on the model's device, which the scheduler
+            updates in place; see :mod:`dltheory.runner.graphed`). Only for ``optimizer="adam"``.
+
+    Returns:
+        ``(optimizer, scheduler)``.
+
+    Raises:
+        ValueError: ``capturable=True`` with SGD (its step cannot take tensor learning rates in a graph) or
+            with a model that is not on a GPU (PyTorch's capturable Adam runs on CUDA devices only).
+    """
+    device = next(model.parameters()).device
+    if capturable and recipe.optimizer != "adam":
+        raise ValueError(f"capturable=True needs optimizer='adam', got optimizer={recipe.optimizer!r}")
+    if capturable and device.type != "cuda":
+        raise ValueError(f"capturable=True needs the model on a CUDA device, it is on {device}")
     groups = model.parameter_groups()
+    rates = {"stem": recipe.lr, "head": recipe.head_rate, "stack": recipe.stack_rate(model.depth)}
     params = [
-        {"params": groups["stem"], "lr": recipe.lr},
-        {"params": groups["head"], "lr": recipe.head_rate},
-        {"params": groups["stack"], "lr": recipe.stack_rate(model.depth)},
+        {"params": groups[part], "lr": torch.tensor(rate, device=device) if capturable else rate}
+        for part, rate in rates.items()
     ]
     optimizer: torch.optim.Optimizer
     if recipe.optimizer == "adam":
-        optimizer = torch.optim.Adam(params, lr=recipe.lr)
+        optimizer = torch.optim.Adam(params, lr=recipe.lr, capturable=capturable)
     else:
         optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum)
     warmup = recipe.warmup_steps
