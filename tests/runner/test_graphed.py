@@ -45,7 +45,7 @@ def test_auto_falls_back_to_the_eager_step_on_a_cpu_and_says_why():
         loss.backward()
         optimizer.step()
         scheduler.step()
-        expected.append(float(loss))
+        expected.append(float(loss.detach()))
     assert losses == expected
     assert all(torch.equal(a, b) for a, b in zip(params, reference.parameters(), strict=True))
     assert losses[-1] < losses[0]
