@@ -32,6 +32,17 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _records_option(records: Path | None, no_records: bool) -> str | Path | None:
+    """--records DIR / --no-records as the ``records`` argument of the report."""
+    if no_records and records is not None:
+        _fail("--records and --no-records exclude each other")
+    return None if no_records else (records if records is not None else "auto")
+
+
+RECORDS_HELP = "Store of recorded runs shown beside the fresh ones (default: the checkout's docs/results)."
+NO_RECORDS_HELP = "Leave recorded runs out of the report."
+
+
 def _parse_sets(values: list[str]) -> dict[str, str]:
     overrides = {}
     for item in values:
@@ -103,12 +114,15 @@ def reproduce(
     profile: str = typer.Option("quick", "--profile", "-p", help="tiny | quick | paper"),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Root directory of run directories."),
     only: list[str] = typer.Option([], "--only", help="Run only these experiments (repeatable)."),
+    records_dir: Path | None = typer.Option(None, "--records", help=RECORDS_HELP),
+    no_records: bool = typer.Option(False, "--no-records", help=NO_RECORDS_HELP),
 ) -> None:
     """Run every experiment (resuming what exists), then write OUT/report.html."""
     from dltheory.reproduce import reproduce as run_all
 
+    store = _records_option(records_dir, no_records)
     try:
-        records, report = run_all(profile, out=out, names=only or None)
+        records, report = run_all(profile, out=out, names=only or None, records=store)
     except ValueError as exc:
         _fail(str(exc))
         return
@@ -122,13 +136,22 @@ def reproduce(
 
 
 @app.command("report")
-def report(runs_dir: Path = typer.Argument(Path("runs"), help="Directory holding run directories.")) -> None:
-    """Write RUNS_DIR/report.html from the result files found under RUNS_DIR."""
+def report(
+    runs_dir: Path = typer.Argument(Path("runs"), help="Directory holding run directories."),
+    records_dir: Path | None = typer.Option(None, "--records", help=RECORDS_HELP),
+    no_records: bool = typer.Option(False, "--no-records", help=NO_RECORDS_HELP),
+) -> None:
+    """Write RUNS_DIR/report.html from the result files under RUNS_DIR and the recorded runs."""
     from dltheory.report.html import write_report
 
     if not runs_dir.is_dir():
         _fail(f"runs directory {runs_dir} does not exist")
-    console.print(f"report: {write_report(runs_dir)}")
+    try:
+        target = write_report(runs_dir, records=_records_option(records_dir, no_records))
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"report: {target}")
 
 
 @data_app.command("list")

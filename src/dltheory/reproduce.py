@@ -11,6 +11,7 @@ from dltheory.core.progress import progress_bar
 from dltheory.experiments.execute import RunRecord, run_experiment
 from dltheory.experiments.registry import experiments, get
 from dltheory.report.html import write_report
+from dltheory.report.inputs import AUTO, resolve_store
 
 
 def reproduce(
@@ -19,19 +20,23 @@ def reproduce(
     out: str | Path = "runs",
     names: Sequence[str] | None = None,
     progress: bool = True,
+    records: str | Path | None = AUTO,
 ) -> tuple[list[RunRecord], Path]:
     """Run every registered experiment (or ``names``) with ``profile``, resuming what exists, then write
-    the HTML report ``out/report.html``. One experiment failing does not stop the others."""
+    the HTML report ``out/report.html`` with the recorded runs of ``records`` beside the fresh ones
+    (``"auto"``: the source checkout's ``docs/results``; None: none; see
+    :func:`dltheory.report.html.write_report`). One experiment failing does not stop the others."""
     selected = list(names) if names else list(experiments())
     for name in selected:
         get(name)
-    records: list[RunRecord] = []
+    resolve_store(records)  # a wrong store fails now, not after the runs
+    done: list[RunRecord] = []
     with ExitStack() as stack:
         bar = stack.enter_context(progress_bar("reproduce", len(selected))) if progress else None
         for name in selected:
             if bar is not None:
                 bar.update(info=name)
-            records.append(run_experiment(name, profile, out=out, resume=True))
+            done.append(run_experiment(name, profile, out=out, resume=True))
             if bar is not None:
                 bar.advance(1)
-    return records, write_report(out)
+    return done, write_report(out, records=records)

@@ -294,6 +294,15 @@ def read_result(path: Path) -> dict[str, Any]:
     return dict(payload)
 
 
+def problem_text(error: Exception, path: Path) -> str:
+    """The message of ``error`` without a leading ``path`` (the report shows the path in its own column)."""
+    message = str(error)
+    for prefix in sorted({str(path), str(path.parent)}, key=len, reverse=True):
+        if message.startswith(prefix + "/") or message.startswith(prefix + " "):
+            return message[len(prefix) :].lstrip("/ ")
+    return message
+
+
 def _check_name(argument: str, value: str) -> str:
     if not isinstance(value, str) or not _NAME.match(value) or value in (".", ".."):
         raise ValueError(
@@ -564,7 +573,7 @@ def scan_records(store: str | Path) -> tuple[list[Record], list[Unreadable]]:
             unreadable.append(
                 Unreadable(
                     directory,
-                    str(exc),
+                    problem_text(exc, directory),
                     f"record the run again (dltheory record RUN_DIR --name {directory.name} --store "
                     f"{root} --replace) or delete {directory}",
                 )
