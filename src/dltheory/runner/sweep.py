@@ -3,7 +3,9 @@
 Each cell's outcome is written atomically to ``out/cells/<key>.json`` (``key`` = a hash of the cell's
 parameters), so an interrupted sweep resumes where it stopped: finished cells are skipped. A cell that
 raises is recorded as ``failed`` with its error and traceback, and the sweep goes on; failed cells are
-retried on the next call unless ``retry_failed=False``.
+retried on the next call unless ``retry_failed=False``. A cell file that cannot be read back (damaged by
+something outside the sweep) is logged as a warning and the cell computed again: a cell's outcome is
+derived data.
 
 Executors: ``workers=1`` runs cells in this process; ``workers>1`` uses a local process pool (spawn
 context; ``fn`` must be importable, i.e. defined at module level); ``ray_address`` (``"auto"``,
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -25,9 +28,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from dltheory.core.io import atomic_write_json, read_json, sanitize_json
+from dltheory.core.io import atomic_write_json, sanitize_json
 from dltheory.core.progress import progress_bar
 from dltheory.core.validation import check_int
+from dltheory.runner.runs import DamagedRunFileError, read_json_file
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,9 +90,9 @@ def sweep(
         key = cell_key(params)
         file = cells_dir / f"{key}.json"
         if file.exists():
-            stored = read_json(file)
-            if stored["status"] == "ok" or not retry_failed:
-                results[key] = CellResult(**stored)
+            stored = _read_cell(file)
+            if stored is not None and (stored.status == "ok" or not retry_failed):
+                results[key] = stored
                 continue
         pending.append(params)
 
@@ -111,6 +117,23 @@ def sweep(
                 for future in as_completed(futures):
                     finish(future.result())
     return [results[cell_key(p)] for p in grid]
+
+
+def _read_cell(file: Path) -> CellResult | None:
+    """A stored cell outcome, or None (with a warning) when the file is damaged."""
+    try:
+        stored = read_json_file(file, remedy="the cell is computed again")
+        if stored.get("status") not in ("ok", "failed") or set(stored) != {
+            "params",
+            "status",
+            "result",
+            "error",
+        }:
+            raise DamagedRunFileError(file, "not a cell record", "the cell is computed again")
+    except DamagedRunFileError as exc:
+        logger.warning("%s", exc)
+        return None
+    return CellResult(**stored)
 
 
 def _run_ray(
