@@ -6,12 +6,14 @@ import matplotlib.image
 import pytest
 from threadpoolctl import threadpool_limits
 
+from dltheory.data import DataNotFoundError
 from dltheory.experiments import liao_mnist as exp
 from dltheory.experiments.base import config_to_dict
 from dltheory.runner.runs import RunDir
+from support import MNIST_FILES, has_dataset
 
 
-@pytest.mark.skipif(not exp._available("mnist"), reason="MNIST not on the data search path")
+@pytest.mark.skipif(not has_dataset("mnist", MNIST_FILES), reason="MNIST not on the data search path")
 def test_tiny_profile_runs_on_real_mnist_and_plots(tmp_path):
     config = exp.PROFILES["tiny"]
     run_dir = RunDir(tmp_path / "run", config_to_dict(config))
@@ -26,10 +28,12 @@ def test_tiny_profile_runs_on_real_mnist_and_plots(tmp_path):
     assert matplotlib.image.imread(path).shape[2] in (3, 4)
 
 
-def test_missing_dataset_is_skipped_not_faked(tmp_path, monkeypatch):
-    monkeypatch.setattr(exp, "_available", lambda dataset: False)
+def test_missing_dataset_fails_before_computing_anything(tmp_path, isolated_cache, monkeypatch):
+    """No data, no result: the one data path (search path, download, clear error) names the files and
+    folders, and nothing is computed for the data sets that are there."""
+    monkeypatch.setenv("DLTHEORY_OFFLINE", "1")
     config = exp.PROFILES["tiny"]
-    result = exp.run(config, RunDir(tmp_path / "run", config_to_dict(config)))
-    assert result.status == "failed" and result.claims == []
-    assert any("skipped" in note for note in result.notes)
-    assert exp.plot(result, tmp_path) == []
+    run_dir = RunDir(tmp_path / "run", config_to_dict(config))
+    with pytest.raises(DataNotFoundError, match=r"'mnist' not found; looked in: .*mnist.*train-images"):
+        exp.run(config, run_dir)
+    assert not run_dir.metrics_file.exists()

@@ -144,14 +144,7 @@ def load_gas_sensor(
     check_choice("split", split, ("all",))
     if gas is not None:
         check_choice("gas", gas, GAS_NAMES)
-    directory = find_dataset_dir(GAS_SENSOR_DIR, (GAS_SENSOR_FILE,))
-    if directory is None:
-        looked = ", ".join(str(p / GAS_SENSOR_DIR) for p in search_path())
-        raise DataNotFoundError(
-            f"gas sensor data not found; looked in: {looked}. Put {GAS_SENSOR_FILE} (columns batch, gas, "
-            "concentration, f1..f128; converted from the UCI 'Gas Sensor Array Drift at Different "
-            "Concentrations' batch files) into one of these directories."
-        )
+    directory = _gas_sensor_dir()
     with gzip.open(directory / GAS_SENSOR_FILE, "rt") as handle:
         reader = csv.reader(io.StringIO(handle.read()))
         header = next(reader)
@@ -166,6 +159,18 @@ def load_gas_sensor(
     if return_batch:
         return x, y, batch_ids
     return x, y
+
+
+def _gas_sensor_dir() -> Path:
+    directory = find_dataset_dir(GAS_SENSOR_DIR, (GAS_SENSOR_FILE,))
+    if directory is None:
+        looked = ", ".join(str(p / GAS_SENSOR_DIR) for p in search_path())
+        raise DataNotFoundError(
+            f"gas sensor data not found (no download source); looked in: {looked}. Put {GAS_SENSOR_FILE} "
+            "(columns batch, gas, concentration, f1..f128; converted from the UCI 'Gas Sensor Array Drift "
+            "at Different Concentrations' batch files) into one of these directories."
+        )
+    return directory
 
 
 def make_gaussian_mixture(
@@ -225,6 +230,41 @@ DESCRIPTIONS = {
     "gas-sensor": "UCI gas sensor array drift at different concentrations (batches 7 and 10 missing here)",
     "gaussian-mixture": "synthetic Gaussian mixture (seeded)",
 }
+
+
+def require(name: str, *, download: bool = True, progress: bool = False) -> Path | None:
+    """Make sure data set ``name`` is available, the way every loader gets its files: the search path
+    first, then (when ``download``) a sha256-verified download into the user cache, else
+    :class:`DataNotFoundError` naming the files, the folders searched and how to place them offline.
+
+    Args:
+        name: one of :data:`LOADERS`.
+        download: allow downloading missing files.
+        progress: show download progress.
+
+    Returns:
+        The directory holding the files, or None for data sets that need no files (``digits``,
+        ``gaussian-mixture``).
+
+    Raises:
+        ValueError: unknown ``name``.
+        DataNotFoundError: the files are neither found nor downloadable.
+    """
+    if name not in LOADERS:
+        raise ValueError(f"unknown data set {name!r}; valid data sets: {sorted(LOADERS)}")
+    if name in IDX_FILES:
+        files = idx_remote_files(name, "train") + idx_remote_files(name, "test")
+        return locate(name, files, allow_download=download, progress=progress)
+    if name == "cifar10":
+        names = CIFAR10_BATCHES["train"] + CIFAR10_BATCHES["test"]
+        found = find_dataset_dir("cifar10", names) or find_dataset_dir("cifar10/cifar-10-batches-py", names)
+        if found is not None:
+            return found
+        archive_dir = locate("cifar10", (CIFAR10_ARCHIVE,), allow_download=download, progress=progress)
+        return _unpack_cifar(archive_dir / CIFAR10_ARCHIVE.name)
+    if name == "gas-sensor":
+        return _gas_sensor_dir()
+    return None
 
 
 def load(name: str, split: str | None = None, **options: Any) -> Any:

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from dltheory.core.figures import new_figure, save_figure
-from dltheory.data.loaders import idx_remote_files
-from dltheory.data.sources import find_dataset_dir
+from dltheory.data import load, require
 from dltheory.experiments._liao_common import (
     deviation,
     mark_optimal_stopping,
@@ -70,16 +69,9 @@ PROFILES = {
 }
 
 
-def _available(dataset: str) -> bool:
-    names = tuple(f.name for f in idx_remote_files(dataset, "train"))
-    return find_dataset_dir(dataset, names) is not None
-
-
 def _load(
     dataset: str, classes: tuple[int, int], max_per_class: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    from dltheory.data import load
-
     images, labels = load(dataset, "train")
     if max_per_class:
         rng = np.random.default_rng([seed, 7])
@@ -198,15 +190,13 @@ def run(config: Config, run_dir: RunDir) -> Result:
     ]
     if config.max_per_class:
         notes.append(f"Subsampled to {config.max_per_class} images per class (profile for quick checks).")
+    for dataset in config.datasets:  # all data first (search path, verified download, or a clear error)
+        require(dataset)
     for dataset, classes in zip(config.datasets, config.classes, strict=True):
-        if not _available(dataset):
-            notes.append(f"{dataset} is not on the data search path: skipped (no data is synthesised).")
-            continue
         data, dataset_claims = _dataset(config, dataset, tuple(classes), run_dir)  # type: ignore[arg-type]
         panels.append(data)
         claims.extend(dataset_claims)
-    status = "completed" if panels else "failed"
-    return Result(NAME, claims=claims, data={"panels": panels}, notes=notes, status=status)
+    return Result(NAME, claims=claims, data={"panels": panels}, notes=notes)
 
 
 def plot(result: Result, figures_dir: Path) -> list[Path]:
