@@ -420,7 +420,7 @@ def critical_sigma_w2(activation: ActivationLike, sigma_b2: object) -> np.ndarra
     """The sigma_w2 with chi_1 = 1 at the given sigma_b2 (the order-to-chaos transition).
 
     Solves, on the critical line parametrised by q*, ``sigma_b2(q) = q - E[phi^2](q) / E[phi'^2](q) =
-    sigma_b2`` by vectorised bisection (64 halvings of a doubling bracket), then sigma_w2 = 1 / E[phi'^2](q*).
+    sigma_b2`` by vectorised bisection (64 halvings of a doubling bracket), then sigma_w2 = 1 / E[phi'^2] at q*.
     For the ReLU family the line is the single point sigma_w2 = 2 / (1 + slope^2) at sigma_b2 = 0; other
     sigma_b2 raise ValueError, as does any activation without a critical point at that sigma_b2.
     """
