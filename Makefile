@@ -9,7 +9,7 @@ PROFILE ?= quick
 export DLTHEORY_DATA ?= $(abspath ../shared/data)
 export MPLBACKEND := Agg
 
-.PHONY: setup test report reproduce bench lint clean
+.PHONY: setup test report reproduce bench lint docs clean
 
 $(BIN)/dltheory: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,13 @@ reproduce: report
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
 
+docs: setup
+	$(BIN)/pip install -q -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) runs site .pytest_cache .mypy_cache .ruff_cache
