@@ -1,5 +1,10 @@
 """The ``dltheory`` command line: experiments, reproduction, reports and data, plus the sub-commands of
-:mod:`dltheory.commands` (each module there registers its own)."""
+:mod:`dltheory.commands` (each module there registers its own).
+
+Conventions (see docs/reliability.md): bad input exits non-zero with one line ``error: ...`` naming the
+argument, never a traceback; every failure kind has its exit code (:mod:`dltheory.exitcodes`); every
+command that prints a table takes ``--json``.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,17 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import dltheory.commands as _commands
+from dltheory.commands._common import OneLineErrorGroup, echo_json, error, fail, terminate_as_interrupt
+from dltheory.exitcodes import ExitCode
+
+DEVICE_HELP = "auto (CUDA when present, else CPU) | cpu | cuda | cuda:N; not part of the run's configuration."
 
 app = typer.Typer(
+    cls=OneLineErrorGroup,
     name="dltheory",
     help="Executable deep-learning theory: signal propagation, learning curves, deep linear networks.",
     no_args_is_help=True,
@@ -27,9 +38,17 @@ app.add_typer(data_app, name="data")
 console = Console()
 
 
-def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=2)
+def _fail(message: str, code: int = ExitCode.BAD_INPUT) -> None:
+    fail(message, code)
+
+
+def _check_device(device: str) -> str:
+    from dltheory.runner.devices import resolve_device
+
+    try:
+        return resolve_device(device, argument="--device")
+    except (TypeError, ValueError) as exc:
+        fail(exc)
 
 
 def _records_option(records: Path | None, no_records: bool) -> str | Path | None:
@@ -85,28 +104,65 @@ def run(
     sets: list[str] = typer.Option([], "--set", help="Override a config field: key=value (repeatable)."),
     name: str | None = typer.Option(None, "--name", help="Run name (default: the profile, plus a hash)."),
     resume: bool = typer.Option(False, "--resume", help="Resume (or re-use) an existing run of that name."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
-    """Run one experiment into OUT/EXPERIMENT/RUN-NAME (config, metrics, result, figures, checkpoints)."""
-    from dltheory.experiments.execute import run_experiment
-    from dltheory.runner.runs import RunExistsError
+    """Run one experiment into OUT/EXPERIMENT/RUN-NAME (config, metrics, result, figures, checkpoints).
 
+    Exit codes: 0 done, 1 the experiment failed, 2 bad input, 3 data missing, 4 damaged run directory,
+    5 a write failed (disk full), 130 interrupted (resume with --resume)."""
+    from dltheory.experiments.execute import run_experiment
+    from dltheory.runner.runs import DamagedRunFileError, RunExistsError
+
+    resolved = _check_device(device)
+    overrides = _parse_sets(sets)
     try:
-        record = run_experiment(
-            experiment, profile, out=out, seed=seed, overrides=_parse_sets(sets), run_name=name, resume=resume
-        )
+        with terminate_as_interrupt():
+            record = run_experiment(
+                experiment,
+                profile,
+                out=out,
+                seed=seed,
+                overrides=overrides,
+                run_name=name,
+                resume=resume,
+                device=resolved,
+            )
+    except DamagedRunFileError as exc:
+        fail(exc, ExitCode.DAMAGED_RUN)
     except (ValueError, RunExistsError) as exc:
-        _fail(str(exc))
-        return
+        fail(exc)
+    except KeyboardInterrupt:
+        fail(f"{experiment} interrupted; continue it with --resume", ExitCode.INTERRUPTED)
+    if as_json:
+        echo_json(_record_dict(record))
+    for note in record.notes:
+        typer.echo(f"note: {note}", err=True)
     if record.status == "failed":
-        Console(stderr=True).print(
-            f"[red]{experiment} failed:[/red] {record.error} (see {record.path}/result.json)"
+        fail(f"{experiment} failed: {record.error} (see {record.path}/result.json)", record.exit_code)
+    if not as_json:
+        note = " (already complete, not recomputed)" if record.skipped else f" in {record.wall_time_s:.1f} s"
+        console.print(
+            f"{experiment}: {record.status}{note} on {record.device}; verdict [bold]{record.verdict}[/bold]; "
+            f"results in {record.path}",
+            soft_wrap=True,
         )
-        raise typer.Exit(code=1)
-    verdict = (json.loads((record.path / "result.json").read_text())).get("verdict")
-    note = " (already complete, not recomputed)" if record.skipped else f" in {record.wall_time_s:.1f} s"
-    console.print(
-        f"{experiment}: {record.status}{note}; verdict [bold]{verdict}[/bold]; results in {record.path}"
-    )
+
+
+def _record_dict(record: Any) -> dict[str, Any]:
+    return {
+        "experiment": record.experiment,
+        "status": record.status,
+        "verdict": record.verdict,
+        "path": str(record.path),
+        "wall_time_s": record.wall_time_s,
+        "skipped": record.skipped,
+        "device": record.device,
+        "error": record.error,
+        "failure": record.failure,
+        "exit_code": int(record.exit_code),
+        "notes": record.notes,
+    }
 
 
 @app.command("reproduce")
@@ -116,23 +172,44 @@ def reproduce(
     only: list[str] = typer.Option([], "--only", help="Run only these experiments (repeatable)."),
     records_dir: Path | None = typer.Option(None, "--records", help=RECORDS_HELP),
     no_records: bool = typer.Option(False, "--no-records", help=NO_RECORDS_HELP),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcomes as JSON instead of a table."),
 ) -> None:
-    """Run every experiment (resuming what exists), then write OUT/report.html."""
+    """Run every experiment (resuming what exists), then write OUT/report.html.
+
+    One failing experiment does not stop the others; the report is written first, then the command exits
+    with the largest exit code of its experiments (see `dltheory run --help`)."""
     from dltheory.reproduce import reproduce as run_all
 
     store = _records_option(records_dir, no_records)
+    resolved = _check_device(device)
     try:
-        records, report = run_all(profile, out=out, names=only or None, records=store)
+        with terminate_as_interrupt():
+            records, report = run_all(profile, out=out, names=only or None, records=store, device=resolved)
     except ValueError as exc:
-        _fail(str(exc))
-        return
-    table = Table(title=f"reproduce --profile {profile}")
-    for column in ("experiment", "status", "wall time (s)"):
-        table.add_column(column)
+        fail(exc)
+    except KeyboardInterrupt:
+        fail("reproduce interrupted; run it again to resume", ExitCode.INTERRUPTED)
+    code = max((int(r.exit_code) for r in records), default=0)
+    if as_json:
+        echo_json({"report": str(report), "exit_code": code, "runs": [_record_dict(r) for r in records]})
+    else:
+        table = Table(title=f"reproduce --profile {profile}")
+        for column in ("experiment", "status", "verdict", "wall time (s)"):
+            table.add_column(column)
+        for r in records:
+            status = r.status + (" (cached)" if r.skipped else "") + (f" [{r.failure}]" if r.failure else "")
+            table.add_row(r.experiment, status, r.verdict or "", f"{r.wall_time_s:.1f}")
+        console.print(table)
+        console.print(f"report: {report}", soft_wrap=True)
     for r in records:
-        table.add_row(r.experiment, r.status + (" (cached)" if r.skipped else ""), f"{r.wall_time_s:.1f}")
-    console.print(table)
-    console.print(f"report: {report}")
+        for note in r.notes:
+            typer.echo(f"note: {r.experiment}: {note}", err=True)
+    failed = [r for r in records if r.status == "failed"]
+    for r in failed:
+        error(f"{r.experiment} failed: {r.error}")
+    if failed:
+        raise typer.Exit(code=code)
 
 
 @app.command("report")
@@ -155,10 +232,20 @@ def report(
 
 
 @data_app.command("list")
-def data_list() -> None:
+def data_list(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
     """List the data sets and the search path."""
     from dltheory.data import DESCRIPTIONS, search_path
 
+    if as_json:
+        echo_json(
+            {
+                "datasets": [{"name": n, "description": d} for n, d in DESCRIPTIONS.items()],
+                "search_path": [str(p) for p in search_path()],
+            }
+        )
+        return
     table = Table(title="data sets")
     table.add_column("name")
     table.add_column("description")
@@ -171,6 +258,7 @@ def data_list() -> None:
 @data_app.command("check")
 def data_check(
     download: bool = typer.Option(False, "--download", help="Download missing data sets from their mirrors."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Try to load every data set and report shapes (nothing is downloaded unless --download)."""
     from dltheory.data import LOADERS, load
@@ -179,6 +267,7 @@ def data_check(
     for column in ("name", "status", "x", "y"):
         table.add_column(column)
     missing = 0
+    rows: list[dict[str, Any]] = []
     for name in LOADERS:
         kwargs: dict[str, Any] = {}
         if name == "gaussian-mixture":
@@ -190,9 +279,21 @@ def data_check(
             table.add_row(
                 name, "[green]ok[/green]", f"{x.dtype} {list(x.shape)}", f"{y.dtype} {list(y.shape)}"
             )
+            rows.append(
+                {
+                    "name": name,
+                    "status": "ok",
+                    "x": [str(x.dtype), list(x.shape)],
+                    "y": [str(y.dtype), list(y.shape)],
+                }
+            )
         except Exception as exc:  # noqa: BLE001 - report every data set
             missing += 1
-            table.add_row(name, "[red]missing[/red]", str(exc)[:120], "")
+            table.add_row(name, "[red]missing[/red]", escape(str(exc)[:120]), "")
+            rows.append({"name": name, "status": "missing", "error": str(exc)})
+    if as_json:
+        echo_json(rows)
+        return
     console.print(table)
     if missing:
         console.print(f"{missing} data set(s) unavailable; see `dltheory data list` for the search path.")
@@ -200,6 +301,8 @@ def data_check(
 
 def _register_commands() -> None:
     for info in pkgutil.iter_modules(_commands.__path__):
+        if info.name.startswith("_"):
+            continue
         module = importlib.import_module(f"{_commands.__name__}.{info.name}")
         module.register(app)
 

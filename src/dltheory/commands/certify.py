@@ -13,30 +13,54 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dltheory.core.io import to_json
+from dltheory.commands._common import echo_json, fail, name_options
+
+OPTIONS = {"l2": "--l2", "p": "--p", "delta": "--delta", "loss": "--loss", "hessian": "--hessian"}
 
 
 def _natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+def _open_npz(path: Path, argument: str) -> Any:
+    """``np.load`` of an ``.npz`` archive, with errors naming the argument and the file (ValueError)."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
+        raise ValueError(
+            f"{argument} {path}: cannot read it as an .npz archive of arrays ({reason})"
+        ) from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{argument} {path}: a single .npy array, not an .npz archive of arrays")
+    return archive
+
+
 def load_weights(path: Path) -> list[np.ndarray]:
     """The 2-D arrays of an ``.npz`` file, first layer first in natural order of their names
-    (``W1, W2, ..., W10`` or ``arr_0, arr_1, ...``)."""
-    with np.load(path) as archive:
+    (``W1, W2, ..., W10`` or ``arr_0, arr_1, ...``).
+
+    Raises:
+        ValueError: the file cannot be read as an ``.npz`` archive, or holds no arrays.
+    """
+    with _open_npz(path, "WEIGHTS") as archive:
         names = sorted(archive.files, key=_natural_key)
         weights = [np.asarray(archive[name], dtype=np.float64) for name in names]
     if not weights:
-        raise ValueError(f"{path} holds no arrays")
+        raise ValueError(f"WEIGHTS {path} holds no arrays")
     return weights
 
 
 def load_data(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and targets from an ``.npz`` file with arrays ``X`` and ``Y`` (or ``x`` and ``y``)."""
-    with np.load(path) as archive:
+    """Inputs and targets from an ``.npz`` file with arrays ``X`` and ``Y`` (or ``x`` and ``y``).
+
+    Raises:
+        ValueError: the file cannot be read as an ``.npz`` archive, or lacks X or Y.
+    """
+    with _open_npz(path, "--data") as archive:
         keys = {k.lower(): k for k in archive.files}
         if "x" not in keys or "y" not in keys:
-            raise ValueError(f"{path} must hold arrays named X and Y, found {sorted(archive.files)}")
+            raise ValueError(f"--data {path} must hold arrays named X and Y, found {sorted(archive.files)}")
         return np.asarray(archive[keys["x"]]), np.asarray(archive[keys["y"]])
 
 
@@ -64,6 +88,8 @@ def register(app: typer.Typer) -> None:
         from dltheory.deeplinear import analyze
 
         params = {"lp": {"p": p}, "huber": {"delta": delta}}.get(loss, {})
+        if seed < 0:
+            fail(f"--seed must be an integer >= 0, got {seed}")
         try:
             report = analyze(
                 load_weights(weights),
@@ -74,11 +100,10 @@ def register(app: typer.Typer) -> None:
                 hessian=hessian,
                 seed=seed,
             )
-        except (ValueError, TypeError, OSError) as exc:
-            Console(stderr=True).print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(code=2) from exc
+        except (ValueError, TypeError) as exc:
+            fail(name_options(exc, OPTIONS))
         if as_json:
-            typer.echo(to_json(report.to_dict(include_arrays=arrays)))
+            echo_json(report.to_dict(include_arrays=arrays))
             return
         table = Table(title=f"landscape certificate: {report.verdict}")
         table.add_column("quantity")

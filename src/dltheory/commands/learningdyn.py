@@ -11,7 +11,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dltheory.core.io import to_json
+from dltheory.commands._common import echo_json, fail, name_options
+
+OPTIONS = {
+    "mu_norm2": "--mu-norm2",
+    "p": "--p",
+    "n": "--n",
+    "sigma2": "--sigma2",
+    "alpha": "--alpha",
+    "ridge": "--ridge",
+    "t": "--step",
+}
 
 
 def _summary(
@@ -73,10 +83,9 @@ def register(app: typer.Typer) -> None:
         try:
             summary = _summary(mu_norm2, p, n, sigma2, alpha, ridge, flow, step)
         except (ValueError, TypeError) as exc:
-            Console(stderr=True).print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(code=2) from exc
+            fail(name_options(exc, OPTIONS))
         if as_json:
-            typer.echo(to_json(summary))
+            echo_json(summary)
             return
         table = Table(title=f"gradient-descent learning curve: ||mu||^2 = {mu_norm2:g}, p = {p}, n = {n}")
         table.add_column("quantity")

@@ -7,34 +7,46 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from dltheory.core.io import to_json
+from dltheory.commands._common import echo_json, fail
+
+
+def _check_inputs(activation: str, sigma_b2: float, sigma_w2: float | None) -> None:
+    """Reject bad input before any theory runs, naming the option (ValueError)."""
+    from dltheory.core.activations import ACTIVATIONS
+    from dltheory.core.validation import check_choice, check_positive
+
+    check_choice("--activation", activation, ACTIVATIONS)
+    check_positive("--sigma-b2", sigma_b2, allow_zero=True)
+    if sigma_w2 is not None:
+        check_positive("--sigma-w2", sigma_w2)
 
 
 def _summary(activation: str, sigma_b2: float, sigma_w2: float | None) -> dict[str, Any]:
-    from dltheory.signalprop import critical_line, fixed_point, trainable_depth
+    from dltheory.signalprop import critical_line, fixed_point, phase, trainable_depth
 
+    _check_inputs(activation, sigma_b2, sigma_w2)
     out: dict[str, Any] = {"activation": activation, "sigma_b2": sigma_b2}
     try:
         line = critical_line(activation, sigma_b2)
         out["critical_sigma_w2"] = float(line.sigma_w2)
         out["critical_q_star"] = float(line.q_star)
-    except ValueError as exc:
+    except ValueError as exc:  # valid input where the theory has no critical point (relu, sigma_b2 > 0)
         out["critical_sigma_w2"] = None
         out["critical_note"] = str(exc)
     if sigma_w2 is not None:
         fp = fixed_point(activation, sigma_w2, sigma_b2)
-        chi1 = float(fp.chi_1)
         out.update(
             sigma_w2=sigma_w2,
             q_star=float(fp.q_star),
             c_star=float(fp.c_star),
-            chi_1=chi1,
+            chi_1=float(fp.chi_1),
             chi_c=float(fp.chi_c),
             xi_q=float(fp.xi_q),
             xi_c=float(fp.xi_c),
-            phase="ordered" if chi1 < 1 - 1e-8 else ("chaotic" if chi1 > 1 + 1e-8 else "critical"),
+            phase=str(phase(activation, sigma_w2, sigma_b2)),
             trainable_depth_6xi_c=float(trainable_depth(activation, sigma_w2, sigma_b2)),
         )
     return out
@@ -52,11 +64,10 @@ def register(app: typer.Typer) -> None:
         c*, depth scales xi_q and xi_c, the phase and the 6 xi_c trainable-depth heuristic."""
         try:
             summary = _summary(activation, sigma_b2, sigma_w2)
-        except ValueError as exc:
-            Console(stderr=True).print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(code=2) from exc
+        except (ValueError, TypeError) as exc:
+            fail(exc)
         if as_json:
-            typer.echo(to_json(summary))
+            echo_json(summary)
             return
         table = Table(title=f"mean-field theory: {activation}, sigma_b2 = {sigma_b2:g}")
         table.add_column("quantity")
@@ -64,5 +75,7 @@ def register(app: typer.Typer) -> None:
         for key, value in summary.items():
             if key in ("activation", "sigma_b2"):
                 continue
-            table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+            if value is None:
+                value = "none (see critical_note)"
+            table.add_row(key, f"{value:.6g}" if isinstance(value, float) else escape(str(value)))
         Console().print(table)
