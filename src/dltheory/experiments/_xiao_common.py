@@ -33,9 +33,10 @@ class ImageData:
         return int(self.x_train.shape[1])
 
 
-def image_data(dataset: str, train_size: int, test_size: int) -> ImageData:
+def image_data(dataset: str, train_size: int, test_size: int, device: str = "cpu") -> ImageData:
     """The first ``train_size`` / ``test_size`` images of ``dataset`` as float32 ``[N, C, H, W]``,
-    standardised per channel with the statistics of the training images used."""
+    standardised per channel with the statistics of the training images used, on ``device`` (MNIST-sized
+    data goes to the device once; the training loop then only indexes it)."""
     x_train, y_train = load(dataset, "train")
     x_test, y_test = load(dataset, "test")
 
@@ -47,10 +48,10 @@ def image_data(dataset: str, train_size: int, test_size: int) -> ImageData:
     mean = xtr.mean(dim=(0, 2, 3), keepdim=True)
     std = xtr.std(dim=(0, 2, 3), keepdim=True)
     return ImageData(
-        (xtr - mean) / std,
-        torch.from_numpy(y_train[:train_size]),
-        (xte - mean) / std,
-        torch.from_numpy(y_test[:test_size]),
+        ((xtr - mean) / std).to(device),
+        torch.from_numpy(y_train[:train_size]).to(device),
+        ((xte - mean) / std).to(device),
+        torch.from_numpy(y_test[:test_size]).to(device),
     )
 
 

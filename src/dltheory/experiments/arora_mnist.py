@@ -115,6 +115,7 @@ def _images(split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def run(config: Config, run_dir: RunDir) -> Result:
     x_train, y_train = _images("train", config.train_size)
+    x_train, y_train = x_train.to(run_dir.device), y_train.to(run_dir.device)  # the device trained on
     x_eval, y_eval = x_train[: config.eval_size], y_train[: config.eval_size]
     base = TutorialConvNet(config.dropout).tutorial_init_(torch.Generator().manual_seed(config.seed))
     deep = overparameterize(

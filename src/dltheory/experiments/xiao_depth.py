@@ -80,7 +80,7 @@ PROFILES = {
 
 
 def run(config: Config, run_dir: RunDir) -> Result:
-    data = image_data(config.dataset, config.train_size, config.test_size)
+    data = image_data(config.dataset, config.train_size, config.test_size, device=run_dir.device)
     sigma_b2 = config.sigma_b2 if config.q_star is None else critical_point("tanh", q_star=config.q_star)[1]
     recipe = TrainingRecipe(optimizer=config.optimizer, lr=config.lr, warmup_steps=config.warmup_steps)
     runs: dict[str, Any] = {}

@@ -126,7 +126,7 @@ def settings(config: Config) -> dict[str, tuple[str, Setting]]:
 
 
 def run(config: Config, run_dir: RunDir) -> Result:
-    data = image_data(config.dataset, config.train_size, config.test_size)
+    data = image_data(config.dataset, config.train_size, config.test_size, device=run_dir.device)
     seeds = list(range(config.seed, config.seed + config.repeats))
     runs: dict[str, Any] = {}
     for index, (label, (factor, s)) in enumerate(settings(config).items()):
