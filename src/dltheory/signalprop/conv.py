@@ -37,9 +37,29 @@ PROFILE_KINDS = ("delta", "uniform")
 def variance_profile(spec: str | Any, kernel_size: int = 3, ndim: int = 2) -> np.ndarray:
     """Kernel variance profile v over the taps, shape ``(kernel_size,) * ndim``, summing to 1.
 
-    ``spec``: ``"delta"`` (all variance on the centre tap; kernel_size must be odd), ``"uniform"``
-    (v_b = 1 / kernel_size^ndim, the ordinary Gaussian init) or an array of non-negative weights with
-    odd side lengths that sums to 1 (its shape then defines kernel_size and ndim).
+    Args:
+        spec: ``"delta"`` (all variance on the centre tap; ``kernel_size`` must be odd), ``"uniform"``
+            (``v_b = 1 / kernel_size^ndim``, the ordinary Gaussian initialisation) or an array of non-negative
+            weights with odd side lengths that sums to 1 (its shape then defines ``kernel_size`` and ``ndim``).
+        kernel_size: number of taps along each dimension (named profiles only).
+        ndim: number of spatial dimensions (named profiles only).
+
+    Returns:
+        The profile as a float64 array.
+
+    Raises:
+        ValueError: for an unknown name, an even ``kernel_size`` with ``"delta"``, negative weights or weights
+            that do not sum to 1.
+
+    References:
+        Xiao et al. (2018), section 2.2.
+
+    Examples:
+        >>> from dltheory.signalprop import variance_profile
+        >>> variance_profile("uniform", 3, ndim=1).round(4).tolist()
+        [0.3333, 0.3333, 0.3333]
+        >>> float(variance_profile("delta", 3, ndim=2)[1, 1])
+        1.0
     """
     if isinstance(spec, str):
         check_choice("spec", spec, PROFILE_KINDS)
@@ -87,10 +107,30 @@ def _spatial(spatial_shape: Any, ndim: int) -> tuple[int, ...]:
 
 
 def mode_eigenvalues(profile: Any, spatial_shape: Any, kernel_size: int = 3) -> np.ndarray:
-    """``lambda_m = sum_b v_b exp(2 pi i m.b / n)`` for every spatial frequency m of a map of
-    ``spatial_shape`` (Xiao et al. 2018, eq. 2.10), as a complex array of that shape (numpy FFT order:
-    m = 0 first). Real for symmetric profiles. A profile given by name ("delta", "uniform") gets
-    ``kernel_size`` taps along each of the len(spatial_shape) dimensions."""
+    """``lambda_m = sum_b v_b exp(2 pi i m.b / n)`` for every spatial frequency m of a periodic map.
+
+    The linearised covariance map multiplies spatial mode m by ``chi_c lambda_m`` per layer.
+
+    Args:
+        profile: a profile name (``"delta"``, ``"uniform"``) or array, see :func:`variance_profile`.
+        spatial_shape: the map's size ``n`` per dimension (an int for 1-D).
+        kernel_size: taps per dimension for a named profile.
+
+    Returns:
+        Complex array of shape ``spatial_shape``: lambda_m for each frequency m (m = 0 first).
+
+    References:
+        Xiao et al. (2018), section 2.2. See docs/xiao/theory.md (spatial Fourier modes).
+
+    Examples:
+        >>> import numpy as np
+        >>> from dltheory.signalprop import mode_eigenvalues
+        >>> lam = mode_eigenvalues("uniform", (8, 8))   # uniform 3x3 on an 8x8 map
+        >>> round(float(lam[0, 1].real), 4)              # (1 + 2 cos(pi/4)) / 3
+        0.8047
+        >>> bool(np.allclose(mode_eigenvalues("delta", (8, 8)), 1.0))
+        True
+    """
     if isinstance(profile, str):
         dims = 1 if isinstance(spatial_shape, int | np.integer) else len(tuple(spatial_shape))
         v = variance_profile(profile, kernel_size, dims)
@@ -113,9 +153,36 @@ def mode_depth_scales(
     spatial_shape: Any,
     kernel_size: int = 3,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-mode depth scales ``(xi_q_m, xi_c_m)`` over the spatial frequencies (arrays of spatial_shape):
-    ``xi_c_m = -1 / log(chi_c |lambda_m|)``, ``xi_q_m = -1 / log(chi_q |lambda_m|)``; inf where the mode is
-    marginal (only m = 0 at criticality, or every m for the delta profile at criticality)."""
+    """Per-mode depth scales ``(xi_q_m, xi_c_m)`` over the spatial frequencies.
+
+    ``xi_{c,m} = -1 / log(chi_c |lambda_m|)`` and ``xi_{q,m} = -1 / log(chi_q |lambda_m|)`` with
+    ``chi_q = sigma_w2 dE[phi^2]/dq`` at q*. At criticality only m = 0 is marginal (infinite depth scale),
+    or every m for the delta profile.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance (a scalar).
+        sigma_b2: bias variance (a scalar).
+        profile: kernel variance profile, see :func:`variance_profile`.
+        spatial_shape: the map's size per dimension.
+        kernel_size: taps per dimension for a named profile.
+
+    Returns:
+        ``(xi_q, xi_c)``, float arrays of shape ``spatial_shape`` (+inf where marginal).
+
+    Raises:
+        ValueError: for array-valued ``sigma_w2`` or ``sigma_b2``.
+
+    References:
+        Xiao et al. (2018), section 2.2.
+
+    Examples:
+        >>> from dltheory.signalprop import critical_sigma_w2, mode_depth_scales
+        >>> sw2 = float(critical_sigma_w2("tanh", 0.05))
+        >>> xi_q, xi_c = mode_depth_scales("tanh", sw2, 0.05, "uniform", (8, 8))
+        >>> float(xi_c[0, 0]), round(float(xi_c[0, 1]), 1)   # m = 0 marginal; slowest other mode ~5 layers
+        (inf, 4.6)
+    """
     fp = fixed_point(activation, sigma_w2, sigma_b2)
     if fp.q_star.ndim != 0:
         raise ValueError("mode_depth_scales takes scalar sigma_w2 and sigma_b2")
@@ -128,10 +195,35 @@ def mode_depth_scales(
 def conv_covariance_map(
     sigma: Any, profile: Any, activation: ActivationLike, sigma_w2: float, sigma_b2: float
 ) -> np.ndarray:
-    """One layer of the spatial covariance map ``Sigma' = A_v * C(Sigma)`` (Xiao et al. 2018, eq. 2.5).
+    """One layer of the spatial covariance map ``Sigma' = A_v * C(Sigma)``.
 
-    ``sigma``: covariance over positions with shape ``spatial_shape + spatial_shape`` ((n, n) in 1-D,
-    (H, W, H, W) in 2-D), symmetric positive semi-definite. Returns the same shape.
+    ``C(Sigma) = sigma_w2 E_{h ~ N(0, Sigma)}[phi(h) phi(h)^T] + sigma_b2`` and
+    ``[A_v * S]_{a,a'} = sum_b v_b S_{a+b, a'+b}`` with positions taken modulo the map (circular padding).
+
+    Args:
+        sigma: covariance over spatial positions, shape ``spatial_shape + spatial_shape`` (symmetric,
+            non-negative diagonal).
+        profile: kernel variance profile, see :func:`variance_profile`.
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance, > 0.
+        sigma_b2: bias variance, >= 0.
+
+    Returns:
+        The next layer's covariance, of the same shape as ``sigma``.
+
+    Raises:
+        ValueError: when ``sigma`` has the wrong shape, is not symmetric or has a negative variance.
+
+    References:
+        Xiao et al. (2018), eq. 2.5.
+
+    Examples:
+        >>> import numpy as np
+        >>> from dltheory.signalprop import conv_covariance_map, variance_profile
+        >>> sigma = 0.3 + 0.7 * np.eye(4)                 # 1-D map of 4 positions
+        >>> out = conv_covariance_map(sigma, variance_profile("uniform", 3, ndim=1), "tanh", 1.5, 0.05)
+        >>> round(float(out[0, 0]), 4), round(float(out[0, 1]), 4)
+        (0.6414, 0.216)
     """
     v = variance_profile(profile)
     s: np.ndarray = as_float_array("Sigma", sigma)
@@ -168,8 +260,25 @@ def conv_covariance_map(
 def propagate_covariance(
     sigma: Any, profile: Any, activation: ActivationLike, sigma_w2: float, sigma_b2: float, depth: int
 ) -> np.ndarray:
-    """Iterate :func:`conv_covariance_map` ``depth`` times; returns the stack of shape
-    (depth + 1, *Sigma.shape) (layer 0 is the input covariance)."""
+    """Iterate :func:`conv_covariance_map` ``depth`` times.
+
+    Args:
+        sigma: input covariance, shape ``spatial_shape + spatial_shape``.
+        profile: kernel variance profile, see :func:`variance_profile`.
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance, > 0.
+        sigma_b2: bias variance, >= 0.
+        depth: number of layers, >= 0.
+
+    Returns:
+        The stack of covariances, shape ``(depth + 1, *sigma.shape)``; layer 0 is the input.
+
+    Examples:
+        >>> import numpy as np
+        >>> from dltheory.signalprop import propagate_covariance
+        >>> propagate_covariance(0.3 + 0.7 * np.eye(4), np.full(3, 1 / 3), "tanh", 1.5, 0.05, 10).shape
+        (11, 4, 4)
+    """
     layers = check_int("depth", depth, minimum=0)
     current = as_float_array("Sigma", sigma)
     out = [current]
@@ -180,10 +289,25 @@ def propagate_covariance(
 
 
 def spatial_mode_power(sigma: Any, ndim: int) -> np.ndarray:
-    """Fourier decomposition over the joint position of a spatial covariance: for each lag d (flattened)
-    and frequency m, ``|sum_a exp(-2 pi i m.a / n) Sigma_{a, a+d}|`` / number of positions. Shape
-    ``spatial_shape + spatial_shape`` = (frequency m..., lag d...). Mode m = 0 is the translation-invariant
-    part; the others carry position-dependent (spatial) information."""
+    """Fourier decomposition over the joint position of a spatial covariance.
+
+    For each lag d and frequency m, ``|sum_a exp(-2 pi i m.a / n) Sigma_{a, a+d}|`` divided by the number of
+    positions. Mode m = 0 is the translation-invariant part; the others carry position-dependent (spatial)
+    information, which a uniform profile damps and a delta profile keeps.
+
+    Args:
+        sigma: covariance, shape ``spatial_shape + spatial_shape``.
+        ndim: number of spatial dimensions.
+
+    Returns:
+        Array of shape ``spatial_shape + spatial_shape`` indexed (frequency m..., lag d...).
+
+    Examples:
+        >>> import numpy as np
+        >>> from dltheory.signalprop import spatial_mode_power
+        >>> float(spatial_mode_power(0.3 + 0.7 * np.eye(4), 1)[1:].max())   # translation invariant
+        0.0
+    """
     s = as_float_array("Sigma", sigma)
     dims = check_int("ndim", ndim, minimum=1)
     spatial = s.shape[:dims]

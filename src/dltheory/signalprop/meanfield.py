@@ -54,7 +54,11 @@ _MAX_ITER = 200
 
 
 class NoFixedPointError(ValueError):
-    """The length map has no finite stable fixed point: the pre-activation variance grows without bound."""
+    """The length map has no finite stable fixed point: the pre-activation variance grows without bound.
+
+    A ``ValueError``, raised for example by ``q_star("relu", 3.0, 0.1)``; pass ``diverged="inf"`` to the
+    functions that accept it to get ``inf`` instead.
+    """
 
 
 def _kernel(activation: ActivationLike) -> DualKernel:
@@ -82,8 +86,28 @@ def _inverse_log(x: np.ndarray) -> np.ndarray:
 
 
 def q_map(activation: ActivationLike, q: object, sigma_w2: object, sigma_b2: object) -> np.ndarray:
-    """One step of the length map ``q' = sigma_w2 E_z[phi(sqrt(q) z)^2] + sigma_b2`` (Poole et al. 2016,
-    eq. 3). Broadcasts over q, sigma_w2, sigma_b2."""
+    """One step of the length map ``q' = sigma_w2 E_z[phi(sqrt(q) z)^2] + sigma_b2``.
+
+    Args:
+        activation: an activation name (``"tanh"``, ``"relu"``, ``"erf"``, ...), an
+            :class:`~dltheory.core.activations.Activation` or a vectorised callable.
+        q: squared length of the pre-activations entering the layer (>= 0).
+        sigma_w2: weight variance (times fan-in), > 0.
+        sigma_b2: bias variance, >= 0.
+
+    Returns:
+        ``q'``, an array of the broadcast shape of ``q``, ``sigma_w2`` and ``sigma_b2``.
+
+    References:
+        Poole et al. (2016), eq. 3; Xiao et al. (2018), section 2. See docs/xiao/theory.md.
+
+    Examples:
+        >>> from dltheory.signalprop import q_map
+        >>> float(q_map("tanh", 1.0, 1.5, 0.05))
+        0.64144...
+        >>> q_map("tanh", [0.5, 1.0, 2.0], 1.5, 0.05).shape
+        (3,)
+    """
     kernel = _kernel(activation)
     sw2, sb2 = _params(sigma_w2, sigma_b2)
     q_arr = check_positive("q", q, allow_zero=True)
@@ -99,9 +123,32 @@ def covariance_map(
     sigma_w2: object,
     sigma_b2: object,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One layer of the 2 x 2 covariance map of two inputs a, b (Poole et al. 2016, eqs. 3-4):
-    ``q_xy' = sigma_w2 E[phi(u_x) phi(u_y)] + sigma_b2`` with (u_a, u_b) ~ N(0, [[q_aa, q_ab], [q_ab, q_bb]]).
-    Returns (q_aa', q_ab', q_bb')."""
+    """One layer of the 2 x 2 covariance map of two inputs a and b.
+
+    ``q_xy' = sigma_w2 E[phi(u_x) phi(u_y)] + sigma_b2`` with ``(u_a, u_b) ~ N(0, [[q_aa, q_ab], [q_ab, q_bb]])``.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        q_aa: squared length of input a.
+        q_ab: covariance of the two inputs; ``|q_ab| <= sqrt(q_aa q_bb)``.
+        q_bb: squared length of input b.
+        sigma_w2: weight variance, > 0.
+        sigma_b2: bias variance, >= 0.
+
+    Returns:
+        ``(q_aa', q_ab', q_bb')``, arrays of the broadcast shape.
+
+    Raises:
+        ValueError: when ``q_ab`` is not a valid covariance or a variance is negative.
+
+    References:
+        Poole et al. (2016), eqs. 3-4.
+
+    Examples:
+        >>> from dltheory.signalprop import covariance_map
+        >>> [round(float(v), 4) for v in covariance_map("tanh", 1.0, 0.5, 1.0, 1.5, 0.05)]
+        [0.6414, 0.3295, 0.6414]
+    """
     kernel = _kernel(activation)
     sw2, sb2 = _params(sigma_w2, sigma_b2)
     qa = check_positive("q_aa", q_aa, allow_zero=True)
@@ -127,9 +174,31 @@ def c_map(
     *,
     q: object | None = None,
 ) -> np.ndarray:
-    """One step of the correlation map for two inputs of equal length q (default q = q*):
-    ``c' = (sigma_w2 E[phi(u_1) phi(u_2)] + sigma_b2) / (sigma_w2 E[phi(sqrt(q) z)^2] + sigma_b2)``
-    (Poole et al. 2016, eq. 5). c in [-1, 1]."""
+    """One step of the correlation map for two inputs of equal length q (default ``q = q*``).
+
+    ``c' = (sigma_w2 E[phi(u_1) phi(u_2)] + sigma_b2) / (sigma_w2 E[phi(sqrt(q) z)^2] + sigma_b2)`` with
+    ``u_1, u_2`` Gaussians of variance q and correlation c.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        c: input correlation(s) in [-1, 1].
+        sigma_w2: weight variance, > 0.
+        sigma_b2: bias variance, >= 0.
+        q: common squared length of both inputs; ``None`` uses the fixed point q*.
+
+    Returns:
+        The output correlation ``c'``, an array of the broadcast shape.
+
+    References:
+        Poole et al. (2016), eq. 5; Schoenholz et al. (2017), section 3.
+
+    Examples:
+        >>> from dltheory.signalprop import c_map
+        >>> float(c_map("tanh", 0.5, 2.0, 0.05))
+        0.51565...
+        >>> float(c_map("tanh", 1.0, 2.0, 0.05))   # c = 1 is always a fixed point
+        1.0
+    """
     kernel = _kernel(activation)
     sw2, sb2 = _params(sigma_w2, sigma_b2)
     c_arr = as_float_array("c", c)
@@ -212,9 +281,34 @@ def _solve_q_star(kernel: DualKernel, sw2: np.ndarray, sb2: np.ndarray) -> np.nd
 def q_star(
     activation: ActivationLike, sigma_w2: object, sigma_b2: object, *, diverged: str = "raise"
 ) -> np.ndarray:
-    """Fixed point q* of the length map (Poole et al. 2016, eq. 3; see the module docstring for the choice
-    among several fixed points). ``diverged="raise"`` raises :class:`NoFixedPointError` where no finite
-    fixed point exists, ``"inf"`` returns +inf there."""
+    """Fixed point q* of the length map ``q = sigma_w2 E[phi(sqrt(q) z)^2] + sigma_b2``.
+
+    Where several fixed points exist, q* is the stable one reached from inputs of order one (see the module
+    docstring).
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance(s), > 0; broadcasts with ``sigma_b2``.
+        sigma_b2: bias variance(s), >= 0.
+        diverged: ``"raise"`` raises :class:`NoFixedPointError` where no finite fixed point exists,
+            ``"inf"`` returns +inf there.
+
+    Returns:
+        q*, an array of the broadcast shape of ``sigma_w2`` and ``sigma_b2``.
+
+    Raises:
+        NoFixedPointError: when the variance grows without bound and ``diverged="raise"``.
+
+    References:
+        Poole et al. (2016), eq. 3; Xiao et al. (2018), section 2. See docs/xiao/theory.md.
+
+    Examples:
+        >>> from dltheory.signalprop import q_star
+        >>> float(q_star("tanh", 1.76095, 0.05))     # the tanh anchor of docs/xiao/theory.md
+        0.5700...
+        >>> q_star("relu", 3.0, 0.1, diverged="inf")
+        array(inf)
+    """
     check_choice("diverged", diverged, ["raise", "inf"])
     kernel = _kernel(activation)
     sw2, sb2 = _params(sigma_w2, sigma_b2)
@@ -231,8 +325,32 @@ def q_star(
 
 
 def chi_1(activation: ActivationLike, sigma_w2: object, sigma_b2: object) -> np.ndarray:
-    """``chi_1 = sigma_w2 E[phi'(sqrt(q*) z)^2]`` (Schoenholz et al. 2017, eq. 5; Xiao et al. 2018,
-    eq. 2.7)."""
+    """``chi_1 = sigma_w2 E[phi'(sqrt(q*) z)^2]``: the slope of the correlation map at c = 1.
+
+    It is the mean squared singular value of one layer's input-output Jacobian: < 1 ordered (gradients vanish),
+    > 1 chaotic (gradients explode), = 1 critical.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance(s), > 0.
+        sigma_b2: bias variance(s), >= 0.
+
+    Returns:
+        chi_1, an array of the broadcast shape.
+
+    Raises:
+        NoFixedPointError: where q* is not finite.
+
+    References:
+        Schoenholz et al. (2017), eq. 5; Xiao et al. (2018), eq. 2.7.
+
+    Examples:
+        >>> from dltheory.signalprop import chi_1
+        >>> float(chi_1("tanh", 1.76095464, 0.05))   # on the critical line
+        1.0000...
+        >>> float(chi_1("relu", 2.0, 0.0))           # He initialisation
+        1.0
+    """
     kernel = _kernel(activation)
     sw2, sb2 = _params(sigma_w2, sigma_b2)
     q = q_star(kernel, sw2, sb2)
@@ -319,7 +437,20 @@ def _solve_c_star(
 
 @dataclass(frozen=True)
 class FixedPoint:
-    """Mean-field quantities at (sigma_w2, sigma_b2): arrays of the broadcast shape."""
+    """Mean-field quantities at (sigma_w2, sigma_b2), as returned by :func:`fixed_point`.
+
+    Every field is an array of the broadcast shape of the parameters.
+
+    Attributes:
+        sigma_w2: weight variances.
+        sigma_b2: bias variances.
+        q_star: fixed point of the length map (inf where none is finite, with ``diverged="inf"``).
+        c_star: fixed point of the correlation map (1 in the ordered phase).
+        chi_1: slope of the correlation map at c = 1.
+        chi_c: slope of the correlation map at c*.
+        xi_q: depth scale of the length map.
+        xi_c: depth scale of the correlation map (+inf on the critical line).
+    """
 
     sigma_w2: np.ndarray
     sigma_b2: np.ndarray
@@ -344,9 +475,37 @@ def fixed_point(
     diverged: str = "raise",
     series_order: int = SERIES_ORDER,
 ) -> FixedPoint:
-    """All fixed-point quantities in one vectorised pass: q*, c*, chi_1, chi_c, xi_q, xi_c (see the module
-    docstring for the equations). With ``diverged="inf"`` points without a finite fixed point get q* = inf
-    and NaN elsewhere instead of an error."""
+    """All fixed-point quantities in one vectorised pass: q*, c*, chi_1, chi_c, xi_q, xi_c.
+
+    The equations are those of the module docstring (docs/xiao/theory.md states them with the papers'
+    references). In the chaotic phase of smooth activations the correlation map is evaluated as its Hermite
+    series truncated at ``series_order`` terms.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance(s), > 0; broadcasts with ``sigma_b2``.
+        sigma_b2: bias variance(s), >= 0.
+        diverged: ``"raise"`` (default) or ``"inf"``: points without a finite fixed point then get
+            ``q_star = inf`` and NaN in the other fields.
+        series_order: number of Hermite terms of the c-map (default 200).
+
+    Returns:
+        A :class:`FixedPoint` of arrays of the broadcast shape.
+
+    Raises:
+        NoFixedPointError: where no finite fixed point exists and ``diverged="raise"``.
+
+    References:
+        Poole et al. (2016); Schoenholz et al. (2017), sections 2-3; Xiao et al. (2018), section 2.
+
+    Examples:
+        >>> from dltheory.signalprop import fixed_point
+        >>> fp = fixed_point("tanh", 2.0, 0.05)      # chaotic: c* < 1
+        >>> round(float(fp.q_star), 4), round(float(fp.c_star), 4), round(float(fp.chi_1), 4)
+        (0.7218, 0.7441, 1.0477)
+        >>> round(float(fp.xi_c), 2)
+        25.21
+    """
     check_int("series_order", series_order, minimum=1)
     kernel = _kernel(activation)
     sw2, sb2 = _params(sigma_w2, sigma_b2)
@@ -367,22 +526,76 @@ def fixed_point(
 
 
 def c_star(activation: ActivationLike, sigma_w2: object, sigma_b2: object) -> np.ndarray:
-    """Fixed point c* of the correlation map at q = q* (1 in the ordered phase; Schoenholz et al. 2017,
-    section 3)."""
+    """Fixed point c* of the correlation map at q = q* (1 in the ordered phase).
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance(s), > 0.
+        sigma_b2: bias variance(s), >= 0.
+
+    Returns:
+        c*, an array of the broadcast shape.
+
+    References:
+        Schoenholz et al. (2017), section 3.
+
+    Examples:
+        >>> from dltheory.signalprop import c_star
+        >>> float(c_star("tanh", 1.0, 0.05)), round(float(c_star("tanh", 3.0, 0.05)), 4)
+        (1.0, 0.2993)
+    """
     return fixed_point(activation, sigma_w2, sigma_b2).c_star
 
 
 def chi_c(activation: ActivationLike, sigma_w2: object, sigma_b2: object) -> np.ndarray:
-    """``chi_c = sigma_w2 E[phi'(u_1) phi'(u_2)]`` at (q*, c*) (Schoenholz et al. 2017, eq. 9); equals chi_1
-    in the ordered phase."""
+    """``chi_c = sigma_w2 E[phi'(u_1) phi'(u_2)]`` at (q*, c*): the slope of the correlation map at c*.
+
+    Equals chi_1 in the ordered phase, where c* = 1.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance(s), > 0.
+        sigma_b2: bias variance(s), >= 0.
+
+    Returns:
+        chi_c, an array of the broadcast shape.
+
+    References:
+        Schoenholz et al. (2017), eq. 9.
+
+    Examples:
+        >>> from dltheory.signalprop import chi_c
+        >>> round(float(chi_c("tanh", 3.0, 0.05)), 4)
+        0.8954
+    """
     return fixed_point(activation, sigma_w2, sigma_b2).chi_c
 
 
 def depth_scales(
     activation: ActivationLike, sigma_w2: object, sigma_b2: object
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(xi_q, xi_c): depth scales of the length and correlation maps (Schoenholz et al. 2017, eqs. 7, 9);
-    xi_c = inf on the critical line, never NaN."""
+    """Depth scales (xi_q, xi_c) of the length and correlation maps.
+
+    ``xi_q = -1 / log(sigma_w2 dE[phi^2]/dq at q*)`` and ``xi_c = -1 / log(chi_c)``; xi_c is +inf on the
+    critical line, never NaN.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance(s), > 0.
+        sigma_b2: bias variance(s), >= 0.
+
+    Returns:
+        ``(xi_q, xi_c)``, arrays of the broadcast shape.
+
+    References:
+        Schoenholz et al. (2017), eqs. 7 and 9.
+
+    Examples:
+        >>> from dltheory.signalprop import depth_scales
+        >>> xi_q, xi_c = depth_scales("erf", [1.0, 1.5], 0.05)
+        >>> xi_c.round(2)
+        array([ 7.04, 32.34])
+    """
     fp = fixed_point(activation, sigma_w2, sigma_b2)
     return fp.xi_q, fp.xi_c
 
@@ -390,8 +603,28 @@ def depth_scales(
 def trainable_depth(
     activation: ActivationLike, sigma_w2: object, sigma_b2: object, *, factor: float = 6.0
 ) -> np.ndarray:
-    """Heuristic maximal trainable depth ``factor * xi_c`` (the "6 xi_c" curve that bounds the trainable
-    region in Schoenholz et al. 2017, figure 5; an empirical rule of thumb, not a theorem)."""
+    """Heuristic maximal trainable depth ``factor * xi_c`` (the "6 xi_c" curve).
+
+    An empirical rule of thumb that bounds the trainable region in Schoenholz et al. (2017), figure 5; not a
+    theorem.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance(s), > 0.
+        sigma_b2: bias variance(s), >= 0.
+        factor: multiple of xi_c (default 6).
+
+    Returns:
+        ``factor * xi_c``, an array of the broadcast shape (+inf on the critical line).
+
+    References:
+        Schoenholz et al. (2017), figure 5; Xiao et al. (2018), figure 2.
+
+    Examples:
+        >>> from dltheory.signalprop import trainable_depth
+        >>> round(float(trainable_depth("tanh", 2.0, 0.05)), 1)
+        151.3
+    """
     factor_arr = check_positive("factor", factor)
     return factor_arr * depth_scales(activation, sigma_w2, sigma_b2)[1]
 
@@ -399,9 +632,29 @@ def trainable_depth(
 def phase(
     activation: ActivationLike, sigma_w2: object, sigma_b2: object, *, tol: float = CRITICAL_TOL
 ) -> np.ndarray:
-    """ "ordered" (chi_1 < 1 - tol), "critical" (|chi_1 - 1| <= tol) or "chaotic" (chi_1 > 1 + tol), as a
-    string array of the broadcast shape (Poole et al. 2016; Schoenholz et al. 2017); the rule is
-    :func:`dltheory.signalprop.phases.classify_phase`."""
+    """The phase of each (sigma_w2, sigma_b2): "ordered", "critical" or "chaotic".
+
+    "ordered" where chi_1 < 1 - tol, "chaotic" where chi_1 > 1 + tol, "critical" otherwise.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance(s), > 0.
+        sigma_b2: bias variance(s), >= 0.
+        tol: half-width of the critical band around chi_1 = 1.
+
+    Returns:
+        A string array of the broadcast shape.
+
+    References:
+        Poole et al. (2016); Schoenholz et al. (2017).
+
+    Examples:
+        >>> from dltheory.signalprop import phase
+        >>> phase("tanh", [1.0, 3.0], 0.05).tolist()
+        ['ordered', 'chaotic']
+        >>> str(phase("relu", 2.0, 0.0))
+        'critical'
+    """
     return classify_phase(chi_1(activation, sigma_w2, sigma_b2), tol)
 
 
@@ -417,12 +670,32 @@ def _critical_bias(kernel: DualKernel, q: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def critical_sigma_w2(activation: ActivationLike, sigma_b2: object) -> np.ndarray:
-    """The sigma_w2 with chi_1 = 1 at the given sigma_b2 (the order-to-chaos transition).
+    """The sigma_w2 with chi_1 = 1 at the given sigma_b2: the order-to-chaos transition.
 
     Solves, on the critical line parametrised by q*, ``sigma_b2(q) = q - E[phi^2](q) / E[phi'^2](q) =
-    sigma_b2`` by vectorised bisection (64 halvings of a doubling bracket), then sigma_w2 = 1 / E[phi'^2] at q*.
-    For the ReLU family the line is the single point sigma_w2 = 2 / (1 + slope^2) at sigma_b2 = 0; other
-    sigma_b2 raise ValueError, as does any activation without a critical point at that sigma_b2.
+    sigma_b2`` by vectorised bisection (64 halvings of a doubling bracket), then ``sigma_w2 = 1 / E[phi'^2]``
+    at q*. For the ReLU family the line is the single point ``sigma_w2 = 2 / (1 + slope^2)`` at sigma_b2 = 0.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_b2: bias variance(s), >= 0.
+
+    Returns:
+        The critical sigma_w2, an array of the shape of ``sigma_b2``.
+
+    Raises:
+        ValueError: for the ReLU family at sigma_b2 > 0, or any activation without a critical point at that
+            sigma_b2.
+
+    References:
+        Schoenholz et al. (2017), section 3; Xiao et al. (2018), section 2. See docs/xiao/theory.md.
+
+    Examples:
+        >>> from dltheory.signalprop import critical_sigma_w2
+        >>> float(critical_sigma_w2("tanh", 0.05))   # the tanh anchor: 1.7610 at q* = 0.5700
+        1.76095...
+        >>> critical_sigma_w2("tanh", [0.0, 0.05]).round(4).tolist()
+        [1.0, 1.761]
     """
     kernel = _kernel(activation)
     sb2 = check_positive("sigma_b2", sigma_b2, allow_zero=True)
@@ -469,7 +742,13 @@ def _critical(kernel: DualKernel, sb2: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 @dataclass(frozen=True)
 class CriticalLine:
-    """Points (sigma_w2, sigma_b2) with chi_1 = 1 and their q*."""
+    """Points (sigma_w2, sigma_b2) with chi_1 = 1 and their fixed points q*, from :func:`critical_line`.
+
+    Attributes:
+        sigma_w2: critical weight variances.
+        sigma_b2: the bias variances asked for.
+        q_star: the fixed point q* at each critical point.
+    """
 
     sigma_w2: np.ndarray
     sigma_b2: np.ndarray
@@ -477,7 +756,24 @@ class CriticalLine:
 
 
 def critical_line(activation: ActivationLike, sigma_b2: object) -> CriticalLine:
-    """The critical line chi_1(sigma_w2, sigma_b2) = 1 sampled at the given sigma_b2 values."""
+    """The critical line chi_1(sigma_w2, sigma_b2) = 1 sampled at the given sigma_b2 values.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_b2: bias variance(s), >= 0.
+
+    Returns:
+        A :class:`CriticalLine` with sigma_w2, sigma_b2 and q* of the shape of ``sigma_b2``.
+
+    References:
+        Schoenholz et al. (2017), figure 1; Xiao et al. (2018), section 2.
+
+    Examples:
+        >>> from dltheory.signalprop import critical_line
+        >>> line = critical_line("tanh", [0.01, 0.05])
+        >>> line.sigma_w2.round(4), line.q_star.round(4)
+        (array([1.4242, 1.761 ]), array([0.2733, 0.57  ]))
+    """
     kernel = _kernel(activation)
     sb2 = check_positive("sigma_b2", sigma_b2, allow_zero=True)
     sw2, q = _critical(kernel, sb2)
@@ -489,8 +785,22 @@ def critical_line(activation: ActivationLike, sigma_b2: object) -> CriticalLine:
 
 @dataclass(frozen=True)
 class PhaseDiagram:
-    """Fixed-point quantities on a grid; 2-D arrays indexed [i, j] <-> (sigma_w2[i], sigma_b2[j]).
-    Points without a finite fixed point have q_star = inf and NaN elsewhere."""
+    """Fixed-point quantities on a grid, from :func:`phase_diagram`.
+
+    2-D arrays are indexed ``[i, j]`` for ``(sigma_w2[i], sigma_b2[j])``. Points without a finite fixed point
+    have ``q_star = inf`` and NaN in the other fields.
+
+    Attributes:
+        activation: the activation's name.
+        sigma_w2: the sigma_w2 grid (1-D).
+        sigma_b2: the sigma_b2 grid (1-D).
+        q_star: q* on the grid.
+        c_star: c* on the grid.
+        chi_1: chi_1 on the grid.
+        chi_c: chi_c on the grid.
+        xi_q: xi_q on the grid.
+        xi_c: xi_c on the grid.
+    """
 
     activation: str
     sigma_w2: np.ndarray
@@ -503,7 +813,14 @@ class PhaseDiagram:
     xi_c: np.ndarray
 
     def phase(self, tol: float = CRITICAL_TOL) -> np.ndarray:
-        """String array "ordered" / "critical" / "chaotic" ("unbounded" without a fixed point)."""
+        """String array "ordered" / "critical" / "chaotic" ("unbounded" without a finite fixed point).
+
+        Args:
+            tol: half-width of the critical band around chi_1 = 1.
+
+        Returns:
+            A string array of the grid's shape.
+        """
         return classify_phase(self.chi_1, tol, bounded=np.isfinite(self.q_star))
 
 
@@ -514,7 +831,32 @@ def phase_diagram(
     *,
     series_order: int = SERIES_ORDER,
 ) -> PhaseDiagram:
-    """q*, c*, chi_1, chi_c, xi_q, xi_c on the grid sigma_w2_grid x sigma_b2_grid in one vectorised call."""
+    """q*, c*, chi_1, chi_c, xi_q and xi_c on the grid ``sigma_w2_grid x sigma_b2_grid`` in one vectorised call.
+
+    The chaotic-phase correlation maps use the Hermite (dual-activation) series, so the whole diagram costs
+    one-dimensional quadratures plus polynomial evaluations.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2_grid: 1-D grid of weight variances (> 0).
+        sigma_b2_grid: 1-D grid of bias variances (>= 0).
+        series_order: number of Hermite terms of the c-map (default 200).
+
+    Returns:
+        A :class:`PhaseDiagram` with 2-D arrays of shape ``(len(sigma_w2_grid), len(sigma_b2_grid))``.
+
+    References:
+        Poole et al. (2016), figure 3; Schoenholz et al. (2017), figure 1.
+
+    Examples:
+        >>> import numpy as np
+        >>> from dltheory.signalprop import phase_diagram
+        >>> pd = phase_diagram("tanh", np.linspace(0.5, 4, 5), np.linspace(0, 0.3, 4))
+        >>> pd.xi_c.shape
+        (5, 4)
+        >>> pd.phase()[:, 1].tolist()
+        ['ordered', 'ordered', 'chaotic', 'chaotic', 'chaotic']
+    """
     kernel = _kernel(activation)
     w = check_positive("sigma_w2_grid", sigma_w2_grid).reshape(-1)
     b = check_positive("sigma_b2_grid", sigma_b2_grid, allow_zero=True).reshape(-1)

@@ -80,11 +80,28 @@ def critical_point_for_q_star(activation: Any, q_star: object) -> tuple[np.ndarr
     """``(sigma_w2, sigma_b2)`` on the critical line chi_1 = 1 whose fixed point is ``q_star``.
 
     ``sigma_w2 = 1 / E[phi'(sqrt(q*) z)^2]`` and ``sigma_b2 = q* - sigma_w2 E[phi(sqrt(q*) z)^2]`` (the
-    critical line parametrised by q*, Pennington et al. 2017, section 4; Schoenholz et al. 2017, eq. 5).
-    Small q* pushes tanh networks towards dynamical isometry. Raises ValueError where that sigma_b2 would
-    be negative (q* not reachable on the critical line). For positively homogeneous activations (ReLU
-    family, linear) every q* is a fixed point of the critical point ``sigma_w2 = 1 / E[phi'^2]``,
-    ``sigma_b2 = 0``. Broadcasts over ``q_star``.
+    critical line parametrised by q*). Small q* pushes tanh networks towards dynamical isometry. For
+    positively homogeneous activations (ReLU family, linear) every q* is a fixed point of the critical point
+    ``sigma_w2 = 1 / E[phi'^2]``, ``sigma_b2 = 0``. Broadcasts over ``q_star``.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        q_star: the fixed point(s) wanted, >= 0.
+
+    Returns:
+        ``(sigma_w2, sigma_b2)``, arrays of the shape of ``q_star``.
+
+    Raises:
+        ValueError: where the required sigma_b2 would be negative (q* not reachable on the critical line).
+
+    References:
+        Pennington, Schoenholz & Ganguli (2017), section 4; Schoenholz et al. (2017), eq. 5.
+
+    Examples:
+        >>> from dltheory.signalprop import critical_point_for_q_star
+        >>> sw2, sb2 = critical_point_for_q_star("tanh", 0.025)
+        >>> round(float(sw2), 4), float(sb2)
+        (1.0483, 1.81...e-05)
     """
     kernel = dual_kernel(activation)
     q = check_positive("q_star", q_star)
@@ -107,8 +124,15 @@ def critical_point_for_q_star(activation: Any, q_star: object) -> tuple[np.ndarr
 
 @dataclass(frozen=True)
 class SpectrumMoments:
-    """Mean and variance of the squared singular values of J (eigenvalues of J J^T), with the
-    ingredients: ``mu1 = E[phi'^2]``, ``mu2 = E[phi'^4]`` at ``q_star``."""
+    """Mean and variance of the squared singular values of J, from :func:`jacobian_spectrum_moments`.
+
+    Attributes:
+        mean: mean squared singular value ``chi_1^L``.
+        variance: variance of the squared singular values.
+        mu1: ``E[phi'(sqrt(q*) z)^2]``.
+        mu2: ``E[phi'(sqrt(q*) z)^4]``.
+        q_star: the fixed point used.
+    """
 
     mean: np.ndarray
     variance: np.ndarray
@@ -130,8 +154,23 @@ def _resolve_q_star(
 
 
 def derivative_moments(activation: Any, q: object, order: int) -> np.ndarray:
-    """``mu_k = E_z[phi'(sqrt(q) z)^(2k)]`` for ``k = order`` (Gaussian quadrature of
-    :mod:`dltheory.core.gaussian`; exact piecewise rules for kinked activations)."""
+    """``mu_k = E_z[phi'(sqrt(q) z)^(2k)]`` for ``k = order``.
+
+    Gaussian quadrature of :mod:`dltheory.core.gaussian`; exact piecewise rules for kinked activations.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        q: variance(s) of the pre-activation, >= 0.
+        order: k >= 1.
+
+    Returns:
+        mu_k, an array of the shape of ``q``.
+
+    Examples:
+        >>> from dltheory.signalprop.spectrum import derivative_moments
+        >>> float(derivative_moments("relu", 1.0, 2))
+        0.5
+    """
     act = _activation(activation)
     k = check_int("order", order, minimum=1)
     return gaussian_expectation(act, lambda x: act.deriv(x) ** (2 * k), q)
@@ -148,12 +187,33 @@ def jacobian_spectrum_moments(
 ) -> SpectrumMoments:
     """Mean and variance of the squared singular values of the depth-L input-output Jacobian.
 
-    ``mean = (sigma_w2 mu_1)^L`` and ``variance = mean^2 L (mu_2 / mu_1^2 - 1 - s_1)`` with ``s_1 = 0`` for
-    orthogonal and ``-1`` for Gaussian weights (Pennington, Schoenholz & Ganguli 2017, eqs. 15-16; the
-    critical-point forms ``L (mu_2/mu_1^2 - 1)`` and ``L mu_2/mu_1^2`` are docs/xiao/theory.md).
-    ``mu_k = E[phi'(sqrt(q*) z)^(2k)]`` at the fixed point ``q* = q_star(activation, sigma_w2, sigma_b2)``
-    unless ``q_star`` is given. Infinite width; inputs at the fixed point. Broadcasts over ``sigma_w2``,
-    ``sigma_b2``, ``depth`` and ``q_star``.
+    ``mean = (sigma_w2 mu_1)^L = chi_1^L`` and ``variance = mean^2 L (mu_2 / mu_1^2 - 1 - s_1)`` with
+    ``s_1 = 0`` for orthogonal and ``-1`` for Gaussian weights; at criticality ``L (mu_2/mu_1^2 - 1)``
+    (orthogonal) and ``L mu_2/mu_1^2`` (Gaussian), see docs/xiao/theory.md. ``mu_k = E[phi'(sqrt(q*) z)^(2k)]``
+    at the fixed point unless ``q_star`` is given. Infinite width; inputs at the fixed point.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance(s), > 0.
+        sigma_b2: bias variance(s), >= 0.
+        depth: number of layers L (broadcasts).
+        weights: ``"orthogonal"`` or ``"gaussian"``.
+        q_star: the fixed point to use instead of the one of ``(sigma_w2, sigma_b2)``.
+
+    Returns:
+        A :class:`SpectrumMoments` of arrays of the broadcast shape.
+
+    References:
+        Pennington, Schoenholz & Ganguli (2017), eqs. 15-16; Xiao et al. (2018), section 2.3.
+
+    Examples:
+        >>> from dltheory.signalprop import critical_point_for_q_star, jacobian_spectrum_moments
+        >>> sw2, sb2 = critical_point_for_q_star("tanh", 0.025)
+        >>> m = jacobian_spectrum_moments("tanh", sw2, sb2, [10, 100, 1000], "orthogonal")
+        >>> m.mean.round(6).tolist(), m.variance.round(2).tolist()
+        ([1.0, 1.0, 1.0], [0.04, 0.4, 4.0])
+        >>> round(float(jacobian_spectrum_moments("tanh", sw2, sb2, 100, "gaussian").variance), 1)
+        100.4
     """
     check_choice("weights", weights, WEIGHTS)
     kernel = dual_kernel(activation)
@@ -185,8 +245,21 @@ def derivative_law(activation: Any, q: float) -> tuple[np.ndarray, np.ndarray, b
     Otherwise (``exact=False``) a 64-node Gauss rule for the (continuous) law of lambda: the Gauss rule of
     the discrete measure given by a composite Gauss-Legendre rule in z (48 pieces of 16 nodes on
     [-9.5, 9.5], extra breaks at the kinks, half the range for odd phi), computed by the Stieltjes/Lanczos
-    procedure (Golub & Welsch 1969). It reproduces the moments of lambda up to order 127 and, in the
-    density solver, changes the tanh density by < 1e-7 relative to the full 768-node measure.
+    procedure (Golub & Welsch 1969). It reproduces the moments of lambda up to order 127 and, in the density
+    solver, changes the tanh density by < 1e-7 relative to the full 768-node measure.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        q: variance of the pre-activation, >= 0.
+
+    Returns:
+        ``(values, masses, exact)``: atoms or nodes, their masses, and whether the law is exact.
+
+    Examples:
+        >>> from dltheory.signalprop.spectrum import derivative_law
+        >>> values, masses, exact = derivative_law("relu", 1.0)
+        >>> values.tolist(), masses.tolist(), exact
+        ([0.0, 1.0], [0.5, 0.5], True)
     """
     kernel = dual_kernel(activation)
     act = kernel.activation
@@ -272,16 +345,37 @@ def jacobian_spectrum_atoms(
     *,
     q_star: object | None = None,
 ) -> list[tuple[float, float]]:
-    """Point masses ``[(location, mass), ...]`` in the law of the squared singular values (not part of
-    :func:`jacobian_spectral_density`).
+    """Point masses ``[(location, mass), ...]`` in the law of the squared singular values.
 
-    By Belinschi's theorem (2003) a free product ``mu_1 ... mu_n`` has an atom at ``a_1 ... a_n`` of mass
-    ``sum_i mu_i({a_i}) - (n - 1)`` when that is positive, and at 0 the largest of the masses at 0. Here the
-    factors are L copies of the law of ``D^2`` and of ``W W^T`` (orthogonal: a single atom at sigma_w2;
-    Gaussian: Marchenko-Pastur, no atom). Hence an atom at 0 of mass ``P(phi'^2 = 0)`` (1/2 for ReLU,
-    ``1 - erf(1/sqrt(2 q*))`` for hard tanh) and, with orthogonal weights only, atoms at ``sigma_w2^L
-    a^k b^(L-k)`` of mass ``1 - k (1 - P(a)) - (L - k) (1 - P(b))`` for atoms a, b of D^2: e.g. hard tanh
-    has an atom at ``sigma_w2^L`` of mass ``1 - L (1 - p)`` at small depth. Smooth activations: none.
+    They are not part of :func:`jacobian_spectral_density`. By Belinschi's theorem (2003) a free product
+    ``mu_1 ... mu_n`` has an atom at ``a_1 ... a_n`` of mass ``sum_i mu_i({a_i}) - (n - 1)`` when that is
+    positive, and at 0 the largest of the masses at 0. Here the factors are L copies of the law of ``D^2``
+    and of ``W W^T`` (orthogonal: a single atom at sigma_w2; Gaussian: Marchenko-Pastur, no atom). Hence an
+    atom at 0 of mass ``P(phi'^2 = 0)`` (1/2 for ReLU, ``1 - erf(1/sqrt(2 q*))`` for hard tanh) and, with
+    orthogonal weights only, atoms at ``sigma_w2^L a^k b^(L-k)`` of mass ``1 - k (1 - P(a)) - (L - k)
+    (1 - P(b))`` for atoms a, b of D^2: e.g. hard tanh has an atom at ``sigma_w2^L`` of mass ``1 - L (1 - p)``
+    at small depth. Smooth activations: none.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance (scalar), > 0.
+        sigma_b2: bias variance (scalar), >= 0.
+        depth: number of layers L.
+        weights: ``"orthogonal"`` or ``"gaussian"``.
+        q_star: the fixed point to use instead of the one of ``(sigma_w2, sigma_b2)``.
+
+    Returns:
+        Sorted list of ``(location, mass)`` pairs; empty for smooth activations.
+
+    References:
+        Belinschi (2003); Pennington, Schoenholz & Ganguli (2017).
+
+    Examples:
+        >>> from dltheory.signalprop import jacobian_spectrum_atoms
+        >>> jacobian_spectrum_atoms("relu", 2.0, 0.0, 8, "orthogonal")   # half the values are exactly 0
+        [(0.0, 0.5)]
+        >>> jacobian_spectrum_atoms("tanh", 1.0483, 1.8e-05, 8)
+        []
     """
     kernel, sw2, layers, q = _scalar_setup(activation, sigma_w2, sigma_b2, depth, weights, q_star)
     values, masses, exact = derivative_law(kernel.activation, q)
@@ -315,12 +409,37 @@ def jacobian_spectral_density(
     """Density at ``x > 0`` of the squared singular values of the Jacobian (eigenvalues of J J^T).
 
     Free multiplicative convolution of L copies of the laws of ``D^2`` and ``W W^T`` (S-transform
-    ``S_{D^2}^L S_{WW^T}^L``, Pennington et al. 2017 eqs. 10-13; solved as described in the module
-    docstring). Only the continuous part: the atom at 0 (:func:`jacobian_spectrum_atom`) is excluded, so
-    the density integrates to one minus that mass. The density of the singular values ``s`` themselves is
-    ``2 s rho(s^2)``. Orthogonal weights with a constant ``phi'`` (linear network, or q* = 0) give a
-    point mass at ``(sigma_w2 phi'(0)^2)^L``, which has no density: ValueError. Returns NaN where Newton's
-    method did not converge (not observed in the tests).
+    ``S_{D^2}^L S_{WW^T}^L``; solved as described in the module docstring). Only the continuous part: the
+    point masses (:func:`jacobian_spectrum_atoms`) are excluded, so the density integrates to one minus
+    their mass. The density of the singular values ``s`` themselves is ``2 s rho(s^2)``.
+
+    Args:
+        activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
+        sigma_w2: weight variance (scalar), > 0.
+        sigma_b2: bias variance (scalar), >= 0.
+        depth: number of layers L.
+        x: points (> 0) where the density is evaluated.
+        weights: ``"orthogonal"`` or ``"gaussian"``.
+        q_star: the fixed point to use instead of the one of ``(sigma_w2, sigma_b2)``.
+
+    Returns:
+        The density at ``x`` (same shape); NaN where Newton's method did not converge (not observed in the
+        tests).
+
+    Raises:
+        ValueError: for ``x <= 0``, or orthogonal weights with a constant ``phi'`` (a linear network, or
+            q* = 0: the spectrum is a point mass without density).
+
+    References:
+        Pennington, Schoenholz & Ganguli (2017), eqs. 10-13; Pennington, Schoenholz & Ganguli (2018).
+
+    Examples:
+        >>> import numpy as np
+        >>> from dltheory.signalprop import jacobian_spectral_density
+        >>> x = np.geomspace(1e-3, 10, 5)
+        >>> rho = jacobian_spectral_density("relu", 2.0, 0.0, 8, x, "orthogonal")
+        >>> rho.shape, bool(np.all(rho > 0))
+        ((5,), True)
     """
     kernel, sw2, layers, q = _scalar_setup(activation, sigma_w2, sigma_b2, depth, weights, q_star)
     points = as_float_array("x", x)
