@@ -1,6 +1,12 @@
 import pytest
 
-from dltheory.runner.runs import RunDir, RunExistsError
+from dltheory.runner.runs import (
+    DamagedRunFileError,
+    RunDir,
+    RunExistsError,
+    iter_result_files,
+    read_result_file,
+)
 
 
 def test_existing_run_refused_or_resumed(tmp_path):
@@ -25,3 +31,71 @@ def test_layout_and_status(tmp_path):
         run.set_status("done")
     with pytest.raises(FileNotFoundError, match="no run at"):
         RunDir.open(tmp_path / "missing")
+
+
+def test_damaged_files_are_named_with_their_remedy(tmp_path):
+    run = RunDir(tmp_path / "r", {"a": 1})
+    run.set_status("completed")
+    run.write_result({"experiment": "x", "status": "completed", "claims": []})
+    (run.path / "result.json").write_text('{"experiment": "x", "sta')
+    with pytest.raises(
+        DamagedRunFileError, match=r"result\.json is damaged \(invalid JSON.*--resume to recompute"
+    ):
+        run.result()
+    assert not run.is_complete()  # a damaged result is not a finished run
+    run.status_file.write_text("[1, 2]")
+    with pytest.raises(
+        DamagedRunFileError, match=r"status\.json is damaged \(expected a JSON object, found list"
+    ):
+        run.status()
+    run.status_file.write_text('{"status": "done"}')
+    with pytest.raises(DamagedRunFileError, match="status must be one of"):
+        run.status()
+    assert {p.path.name for p in run.damaged_files()} == {"status.json", "result.json"}
+    (run.path / "config.json").write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(DamagedRunFileError, match=r"config\.json is damaged .*cannot be recomputed.*--name"):
+        RunDir(run.path, {"a": 1}, resume=True)
+    (run.path / "config.json").write_text("")
+    with pytest.raises(DamagedRunFileError, match=r"config\.json is damaged \(empty\)"):
+        RunDir.open(run.path)
+
+
+def test_read_result_file_never_raises(tmp_path):
+    run = RunDir(tmp_path / "exp" / "r", {"a": 1})
+    assert read_result_file(run.path).state == "missing"
+    run.write_result({"experiment": "exp", "status": "completed", "claims": [], "verdict": "agree"})
+    good = read_result_file(run.path)
+    assert good.ok and good.result["verdict"] == "agree" and good.run_dir == run.path
+    run.write_result({"status": "completed", "claims": {}})
+    bad = read_result_file(run.result_file)
+    assert (
+        bad.state == "unreadable"
+        and "no 'experiment' name" in bad.reason
+        and "'claims' is not a list" in bad.reason
+    )
+    (run.path / "result.json").write_text('{"experiment": "exp", "claims": [\x01')
+    listed = list(iter_result_files(tmp_path))
+    assert [r.state for r in listed] == ["unreadable"] and "invalid JSON" in listed[0].reason
+    assert str(run.result_file) in listed[0].reason and "--resume" in listed[0].reason
+
+
+def test_metric_append_drops_a_partial_line_left_by_a_killed_writer(tmp_path):
+    run = RunDir(tmp_path / "r", {"a": 1})
+    run.log_metrics({"step": 1})
+    with open(run.metrics_file, "a") as handle:
+        handle.write('{"step": 2, "lo')  # a writer killed mid-line
+    assert run.metrics() == [{"step": 1}]  # the partial last line is not damage
+    run.log_metrics({"step": 2})
+    assert run.metrics() == [{"step": 1}, {"step": 2}]
+    assert run.metrics_file.read_text() == '{"step": 1}\n{"step": 2}\n'
+
+
+def test_resume_removes_temporaries_of_a_killed_writer(tmp_path):
+    run = RunDir(tmp_path / "r", {"a": 1})
+    stale = [run.path / ".result.json.abc.tmp", run.checkpoints / ".train.pt.xyz.tmp"]
+    for file in stale:
+        file.write_bytes(b"half")
+    RunDir.open(run.path)  # reading leaves them
+    assert all(f.exists() for f in stale)
+    RunDir(run.path, {"a": 1}, resume=True)
+    assert not any(f.exists() for f in stale)

@@ -72,3 +72,19 @@ def test_ray_local_instance(tmp_path, monkeypatch):
         ray.shutdown()
     assert results[0].status == "ok" and results[0].result["square"] == 9
     assert results[1].status == "failed" and "failed on purpose" in results[1].error
+
+
+def test_damaged_cell_file_is_computed_again(tmp_path, caplog):
+    grid = [{"x": 1.0}, {"x": 2.0}]
+    sweep(log_of, grid, out=tmp_path)
+    damaged = tmp_path / "cells" / f"{cell_key(grid[1])}.json"
+    damaged.write_text('{"params": {"x": 2.0}, "status": "o')
+    calls = []
+
+    def counting(x):
+        calls.append(x)
+        return log_of(x)
+
+    results = sweep(counting, grid, out=tmp_path)
+    assert calls == [2.0] and results[1].status == "ok"
+    assert "is damaged" in caplog.text and str(damaged) in caplog.text

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from dltheory.runner.runs import RunDir
+from dltheory.runner.runs import DamagedRunFileError, RunDir
 from dltheory.runner.train import EpochSampler, accuracy_evaluator, train
 
 
@@ -138,3 +138,151 @@ def test_sampler_covers_each_epoch_once_and_rejects_bad_sizes():
             None,
             steps=-1,
         )
+
+
+class _FakeClock:
+    """Time advances only when a step runs: get_batch ticks it by ``per_step`` seconds."""
+
+    def __init__(self, per_step):
+        self.now, self.per_step = 100.0, per_step
+
+    def __call__(self):
+        return self.now
+
+    def tick(self):
+        self.now += self.per_step
+
+
+def test_budget_stops_cleanly_before_the_step_that_would_exceed_it(tmp_path):
+    x, y = _problem()
+    clock = _FakeClock(per_step=2.0)
+    sampler = EpochSampler(256, 32, 1)
+
+    def get_batch(step):
+        clock.tick()
+        idx = torch.from_numpy(sampler.indices(step))
+        return x[idx], y[idx]
+
+    run_dir = RunDir(tmp_path / "b", {"a": 1})
+    model, opt = _setup()
+    outcome = train(
+        model,
+        opt,
+        get_batch,
+        torch.nn.functional.cross_entropy,
+        steps=100,
+        run_dir=run_dir,
+        evaluate=accuracy_evaluator(x, y, prefix="train"),
+        eval_every=4,
+        checkpoint_every=4,
+        log_every=1,
+        budget_s=15.0,
+        clock=clock,
+    )
+    # 2 s per step: after 7 steps (14 s) an 8th would end at 16 s > 15 s
+    assert outcome.status == "completed" and outcome.stopped_by_budget and outcome.step == 7
+    assert outcome.final == outcome.history[-1]
+    assert outcome.final["step"] == 7 and outcome.final["stopped_by_budget"] is True
+    assert "train_accuracy" in outcome.final  # the final evaluation ran
+    assert [h["step"] for h in outcome.history] == [1, 2, 3, 4, 5, 6, 7]
+    state = torch.load(run_dir.checkpoints / "train.pt", weights_only=True)
+    assert state["step"] == 7 and state["status"] == "completed" and state["stopped_by_budget"]
+    assert run_dir.metrics()[-1]["stopped_by_budget"] is True
+    calls = []
+    again = train(model, opt, calls.append, torch.nn.functional.cross_entropy, steps=100, run_dir=run_dir)
+    assert calls == [] and again.stopped_by_budget and again.step == 7  # a finished run stays finished
+
+
+def test_budget_must_be_positive_and_a_large_one_changes_nothing(tmp_path):
+    x, y = _problem()
+    model, opt = _setup()
+    with pytest.raises(ValueError, match="budget_s must be > 0"):
+        train(
+            model,
+            opt,
+            _batches(x, y, EpochSampler(256, 32)),
+            torch.nn.functional.cross_entropy,
+            steps=3,
+            budget_s=0,
+        )
+    model, opt = _setup()
+    ticking = _FakeClock(per_step=1.0)
+    plain = train(
+        model,
+        opt,
+        _batches(x, y, EpochSampler(256, 32)),
+        torch.nn.functional.cross_entropy,
+        steps=5,
+        log_every=1,
+    )
+    model, opt = _setup()
+    bounded = train(
+        model,
+        opt,
+        _batches(x, y, EpochSampler(256, 32)),
+        torch.nn.functional.cross_entropy,
+        steps=5,
+        log_every=1,
+        budget_s=1e9,
+        clock=ticking,
+    )
+    assert bounded.history == plain.history and not bounded.stopped_by_budget
+
+
+def _train_linear(run_dir, steps=12, interrupt_at=None):
+    x, y = _problem()
+    model, opt = _setup()
+    return train(
+        model,
+        opt,
+        _batches(x, y, EpochSampler(256, 32, 1), interrupt_at=interrupt_at),
+        torch.nn.functional.cross_entropy,
+        steps=steps,
+        run_dir=run_dir,
+        checkpoint_every=4,
+        log_every=1,
+        seed=3,
+    )
+
+
+def test_damaged_checkpoint_is_named_with_its_remedy(tmp_path):
+    run_dir = RunDir(tmp_path / "r", {"a": 1})
+    with pytest.raises(KeyboardInterrupt):
+        _train_linear(run_dir, interrupt_at=6)
+    checkpoint = run_dir.checkpoints / "train.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:200])  # truncated
+    with pytest.raises(
+        DamagedRunFileError, match=r"train\.pt is damaged \(cannot be loaded.*delete it to retrain"
+    ):
+        _train_linear(run_dir)
+    torch.save({"model": {}, "step": "4"}, checkpoint)  # loads, but is not a checkpoint of ours
+    with pytest.raises(DamagedRunFileError, match=r"missing or invalid entries \['optimizer', 'step'"):
+        _train_linear(run_dir)
+    checkpoint.unlink()  # the remedy: retrain from step 0, to the same result
+    reference = _train_linear(RunDir(tmp_path / "ref", {"a": 1}))
+    assert _train_linear(run_dir).history == reference.history
+
+
+def test_resume_rebuilds_damaged_or_extra_metric_lines_from_the_checkpoint(tmp_path):
+    reference = RunDir(tmp_path / "ref", {"a": 1})
+    _train_linear(reference)
+    run_dir = RunDir(tmp_path / "r", {"a": 1})
+    run_dir.log_metrics({"note": "a line of another writer"})
+    with pytest.raises(KeyboardInterrupt):
+        _train_linear(run_dir, interrupt_at=10)  # checkpoint at 8, lines up to step 10 logged
+    lines = run_dir.metrics_file.read_text().splitlines()
+    lines[3] = lines[3][:10]  # a damaged line in the middle
+    run_dir.metrics_file.write_text("\n".join(lines) + "\n" + '{"run": "train", "st')  # and a cut-off one
+    with pytest.raises(DamagedRunFileError, match=r"metrics\.jsonl is damaged \(line 4"):
+        run_dir.metrics()
+    _train_linear(RunDir(tmp_path / "r", {"a": 1}, resume=True))
+    assert run_dir.metrics() == [{"note": "a line of another writer"}] + reference.metrics()
+
+
+def test_fresh_start_drops_lines_logged_before_the_first_checkpoint(tmp_path):
+    run_dir = RunDir(tmp_path / "r", {"a": 1})
+    with pytest.raises(KeyboardInterrupt):
+        _train_linear(run_dir, interrupt_at=3)  # killed before the first checkpoint (step 4)
+    assert [r["step"] for r in run_dir.metrics()] == [1, 2, 3]
+    _train_linear(run_dir)
+    assert [r["step"] for r in run_dir.metrics()] == list(range(1, 13))
