@@ -169,7 +169,7 @@ def test_damaged_result_and_bad_arguments_refused(tmp_path):
     text = (run / "result.json").read_text()
     (run / "result.json").write_text(text[: len(text) // 2])
     result = runner.invoke(app, ["record", str(run), "--store", str(tmp_path / "store")])
-    assert result.exit_code == 2 and "result.json is not valid JSON" in result.output
+    assert result.exit_code == 2 and "result.json is damaged: invalid JSON" in result.output
     missing = runner.invoke(app, ["record", str(tmp_path / "nowhere"), "--store", str(tmp_path / "store")])
     assert missing.exit_code == 2 and "run_dir must be a run directory" in missing.output
     with pytest.raises(ValueError, match="name must be 1-100 letters.*got '../x'"):

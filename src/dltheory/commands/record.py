@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 
 def register(app: typer.Typer) -> None:
@@ -22,18 +21,12 @@ def register(app: typer.Typer) -> None:
         replace: bool = typer.Option(False, "--replace", help="Replace an existing record of that name."),
     ) -> None:
         """Copy a completed run (result.json, figures, provenance) into the store of recorded runs."""
-        from rich.markup import escape
-
+        from dltheory.commands._common import fail
         from dltheory.runner.records import RecordExistsError, record_run
 
         try:
             target = record_run(run_dir, store, name, replace=replace)
         except (ValueError, RecordExistsError) as exc:
-            Console(stderr=True, soft_wrap=True).print(
-                f"[red]error:[/red] {escape(str(exc))}", highlight=False
-            )
-            raise typer.Exit(code=2) from exc
+            fail(exc)
         figures = sorted(p.name for p in (target / "figures").glob("*.png"))
-        Console(soft_wrap=True).print(
-            f"recorded {run_dir} as {target} (result.json, record.json, {len(figures)} figures)", markup=False
-        )
+        typer.echo(f"recorded {run_dir} as {target} (result.json, record.json, {len(figures)} figures)")

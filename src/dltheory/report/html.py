@@ -47,8 +47,9 @@ figure{margin:.4rem 0}figcaption{font-size:.8rem;color:#555}
 .agree{color:#0a6b2d;font-weight:600}.disagree{color:#b00020;font-weight:600}
 .failed,.diverged{color:#b00020;font-weight:600}.reported{color:#555;font-weight:600}
 .note{background:#fff8e1;border-left:4px solid #f0c040;padding:.4rem .7rem;margin:.5rem 0}
-.score{border:1px solid #ddd;border-radius:6px;padding:.2rem .8rem;margin:.8rem 0}
+.score{border:1px solid #ddd;border-radius:6px;padding:.2rem .45rem;margin:.8rem 0}
 .score h3{margin-top:.6rem;font-size:1.05rem}
+.score table{font-size:.78rem}.score th,.score td{padding:.2rem .25rem}
 .record{border-left:4px solid #9ab;padding-left:.7rem;margin:1rem 0}
 code{overflow-wrap:anywhere;font-size:.85rem}
 pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;padding:.5rem;font-size:.8rem}
@@ -153,10 +154,8 @@ def _counts(payloads: Iterable[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def _score_row(label: str, scale: str, paper: str, counts: dict[str, int] | None) -> tuple[str, list[str]]:
+def _score_row(label: str, scale: str, paper: str, counts: dict[str, int]) -> tuple[str, list[str]]:
     attr = f' data-paper="{html.escape(paper)}" data-scale="{scale}"'
-    if counts is None:
-        return attr, [label, "0", "", "", "", ""]
     cells = [label, str(counts["runs"])]
     for key in (*_COUNTED, "failed"):
         css = f' class="{key}"' if counts[key] and key != "reported" else ""
@@ -194,13 +193,13 @@ def _scoreboard(results: list[dict[str, Any]], records: list[Record]) -> str:
                 f"fresh ({html.escape(', '.join(profiles))})" if fresh else "fresh (no run)",
                 "fresh",
                 paper,
-                _counts(fresh) if fresh else None,
+                _counts(fresh),
             ),
             _score_row(
                 f"recorded at scale ({html.escape(scales)})" if recorded else "recorded (no record)",
                 "recorded",
                 paper,
-                _counts(rec.result for rec in recorded) if recorded else None,
+                _counts(rec.result for rec in recorded),
             ),
         ]
         block.append(

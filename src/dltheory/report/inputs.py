@@ -43,16 +43,21 @@ class ReportInputs:
 
 
 def _rerun_remedy(run_dir: Path) -> str:
-    experiment, run = run_dir.parent.name, run_dir.name
-    profile = "PROFILE"
+    """How to recompute a run's damaged result file: resuming the run recomputes it (finished work in
+    checkpoints is kept; see :func:`dltheory.experiments.execute.run_experiment`)."""
+    experiment, run, out = run_dir.parent.name, run_dir.name, run_dir.parent.parent
+    profile = None
     try:
         stored = read_json(run_dir / "config.json")
-        profile = str(stored.get("profile", profile))
-    except (OSError, ValueError, AttributeError):
+        profile = str(stored["profile"])
+    except (OSError, ValueError, KeyError, TypeError):
         pass
+    if profile is not None and run == profile:
+        return f"recompute it: dltheory run {experiment} --profile {profile} --out {out} --resume"
     return (
-        f"delete {run_dir} and run it again (dltheory run {experiment} --profile {profile} --name {run}, "
-        "or dltheory reproduce)"
+        f"run the command that made it again with --resume to recompute it (dltheory run {experiment} "
+        f"--profile {profile or 'PROFILE'} --out {out} --name {run} --resume, with the same --set and --seed "
+        f"options), or delete {run_dir}"
     )
 
 

@@ -27,7 +27,6 @@ Examples:
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import shlex
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from dltheory.core.io import atomic_write_bytes, atomic_write_json, read_json
+from dltheory.runner.runs import DamagedRunFileError, read_json_file
 
 #: the keys of ``record.json``, in order
 RECORD_FIELDS: tuple[str, ...] = (
@@ -280,14 +280,15 @@ def read_result(path: Path) -> dict[str, Any]:
     """Read a ``result.json`` that a report can show.
 
     Raises:
-        RecordError: the file is missing, not valid JSON (e.g. truncated) or lacks fields.
+        RecordError: the file is missing, damaged (truncated, not JSON, not an object) or lacks fields;
+            the message names the file and the problem.
     """
     try:
-        payload = read_json(path)
+        payload = read_json_file(path, remedy="")
     except FileNotFoundError:
         raise RecordError(f"{path} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"{path} is not valid JSON (truncated or damaged?): {exc}") from None
+    except DamagedRunFileError as exc:
+        raise RecordError(f"{path} is damaged: {exc.reason}") from None
     problems = result_problems(payload)
     if problems:
         raise RecordError(f"{path} {'; '.join(problems)}")
@@ -532,11 +533,11 @@ def load_record(path: str | Path) -> Record:
     directory = Path(path)
     meta_file = directory / "record.json"
     try:
-        meta = read_json(meta_file)
+        meta = read_json_file(meta_file, remedy="")
     except FileNotFoundError:
         raise RecordError(f"{meta_file} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"{meta_file} is not valid JSON (truncated or damaged?): {exc}") from None
+    except DamagedRunFileError as exc:
+        raise RecordError(f"{meta_file} is damaged: {exc.reason}") from None
     if not isinstance(meta, dict):
         raise RecordError(f"{meta_file} holds a {type(meta).__name__}, not a JSON object")
     missing = [k for k in RECORD_FIELDS if k not in meta]
