@@ -106,6 +106,30 @@ def haar_orthogonal(
     from ``generator`` and factorised on a thread pool of ``torch.get_num_threads()`` workers (torch
     releases the GIL in LAPACK, and the per-matrix QRs dominate the cost); the chunking does not depend on
     the thread count, so a seeded generator gives the same matrices on every machine.
+
+    Args:
+        rows: number of rows.
+        cols: number of orthonormal columns (default ``rows``), ``<= rows``.
+        batch: number of matrices (default: a single matrix).
+        dtype: result dtype (the QR runs in float32 or float64).
+        device: where the matrices are drawn.
+        generator: a ``torch.Generator`` for reproducible draws (default: torch's global generator).
+
+    Returns:
+        ``(rows, cols)`` or ``(batch, rows, cols)`` tensor with orthonormal columns.
+
+    Raises:
+        ValueError: when ``cols > rows`` or a size is not a positive integer.
+
+    References:
+        Mezzadri (2007), How to generate random matrices from the classical compact groups, section 5.
+
+    Examples:
+        >>> import torch
+        >>> from dltheory.nn import haar_orthogonal
+        >>> q = haar_orthogonal(4, 3, generator=torch.Generator().manual_seed(0))
+        >>> q.shape, torch.allclose(q.T @ q, torch.eye(3), atol=1e-6)
+        (torch.Size([4, 3]), True)
     """
     rows = check_int("rows", rows, minimum=1)
     cols = rows if cols is None else check_int("cols", cols, minimum=1)
@@ -162,7 +186,31 @@ def delta_orthogonal_(
     ``W[:, :, centre] = gain * H``, zero elsewhere, ``H`` Haar with orthonormal columns (Xiao et al. 2018,
     algorithm 2). A 2-D (Linear) weight gets ``gain * H`` (plain orthogonal). Requires ``in <= out`` and
     odd kernel sides (the centre tap ``(k - 1) // 2`` is then also torch's ``k // 2``); sides may differ.
-    Returns ``tensor``.
+
+    Args:
+        tensor: weight ``(out, in, *kernel)`` (or ``(out, in)``) with ``in <= out`` and odd kernel sides.
+        gain: multiplies the orthogonal factor (``gain = sigma_w = sqrt(sigma_w2)``).
+        generator: a ``torch.Generator`` for reproducible draws (default: torch's global generator).
+
+    Returns:
+        ``tensor``, filled in place.
+
+    Raises:
+        ValueError: for ``in > out``, an even kernel side (ambiguous centre), an unsupported rank or an empty
+            tensor.
+
+    References:
+        Xiao et al. (2018), algorithm 2. See docs/xiao/theory.md (orthogonal convolution kernels).
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from dltheory.nn import conv_operator_singular_values, delta_orthogonal_
+        >>> conv = nn.Conv2d(16, 32, 3, padding=1, padding_mode="circular")
+        >>> _ = delta_orthogonal_(conv.weight, gain=1.2, generator=torch.Generator().manual_seed(0))
+        >>> s = conv_operator_singular_values(conv.weight.detach(), (8, 8))
+        >>> round(float(s.min()), 5), round(float(s.max()), 5)      # an isometry times the gain
+        (1.2, 1.2)
     """
     _, c_in, kernel = _check_weight(tensor, what="delta_orthogonal_", odd_kernel=True)
     with torch.no_grad():
@@ -185,7 +233,29 @@ def delta_orthogonal_stack_(
     of a 10,000-layer network) or a sequence of tensors of one shape ``(out, in, *kernel)`` (e.g. the
     weights of an ``nn.Sequential`` of convolutions). The result has the distribution of calling
     :func:`delta_orthogonal_` on each layer independently, but all Haar factors come from a single batched
-    QR of a ``(depth, out, in)`` Gaussian. Returns ``tensors``.
+    QR of a ``(depth, out, in)`` Gaussian.
+
+    Args:
+        tensors: a stacked ``(depth, out, in, *kernel)`` tensor or a sequence of same-shaped weights.
+        gain: multiplies the orthogonal factors.
+        generator: a ``torch.Generator`` for reproducible draws (default: torch's global generator).
+
+    Returns:
+        ``tensors``, filled in place.
+
+    Raises:
+        ValueError: for mixed shapes, ``in > out`` or even kernel sides.
+
+    References:
+        Xiao et al. (2018), algorithm 2.
+
+    Examples:
+        >>> import torch
+        >>> from dltheory.nn import delta_orthogonal_stack_
+        >>> stack = torch.empty(100, 8, 8, 3, 3)              # 100 layers of 8 channels
+        >>> _ = delta_orthogonal_stack_(stack, gain=1.0, generator=torch.Generator().manual_seed(0))
+        >>> float(stack[:, :, :, 0, 0].abs().max())           # zero away from the centre tap
+        0.0
     """
     if isinstance(tensors, torch.Tensor):
         if tensors.dim() < 3:
@@ -274,7 +344,28 @@ def orthogonal_conv_(
     over axes), ``P_s`` independent random symmetric projections of size out x out; then ``W[:, :, b] =
     gain * A_b H`` with ``H`` (out x in) Haar with orthonormal columns. Any kernel sides >= 1 (even ones
     included); requires ``in <= out``; a 2-D weight gets plain orthogonal. Computed in float64, then cast.
-    Returns ``tensor``.
+
+    Args:
+        tensor: weight ``(out, in, *kernel)`` (or ``(out, in)``) with ``in <= out``.
+        gain: multiplies the isometry.
+        generator: a ``torch.Generator`` for reproducible draws (default: torch's global generator).
+
+    Returns:
+        ``tensor``, filled in place.
+
+    Raises:
+        ValueError: for ``in > out``, an unsupported rank or an empty tensor.
+
+    References:
+        Xiao et al. (2018), algorithm 1.
+
+    Examples:
+        >>> import torch
+        >>> from dltheory.nn import conv_operator_singular_values, orthogonal_conv_
+        >>> w = orthogonal_conv_(torch.empty(8, 8, 3, 3), generator=torch.Generator().manual_seed(0))
+        >>> s = conv_operator_singular_values(w, (6, 6))
+        >>> s.shape, round(float(s.min()), 5), round(float(s.max()), 5)
+        (torch.Size([288]), 1.0, 1.0)
     """
     c_out, c_in, kernel = _check_weight(tensor, what="orthogonal_conv_", odd_kernel=False)
     work, device = torch.float64, tensor.device
@@ -319,6 +410,23 @@ def conv_operator_blocks(
     ``y[a] = sum_b W[:, :, b] x[(a + b - p) mod n]`` (cross-correlation). With ``X = fftn(x)``,
     ``fftn(y)[m] = K[m] @ X[m]``, ``K[m] = sum_b W[:, :, b] exp(+2 pi i m . (b - p) / n)``; taps that
     wrap around a grid smaller than the kernel are summed.
+
+    Args:
+        weight: kernel ``(out, in, *kernel)``.
+        spatial_shape: input size per spatial dimension.
+        padding: padding per dimension (default ``(k - 1) // 2``).
+
+    Returns:
+        Complex128 tensor ``(*spatial_shape, out, in)``: one block per frequency m.
+
+    Raises:
+        ValueError: when ``spatial_shape`` or ``padding`` does not match the kernel.
+
+    Examples:
+        >>> import torch
+        >>> from dltheory.nn import conv_operator_blocks
+        >>> conv_operator_blocks(torch.randn(8, 4, 3, 3), (6, 6)).shape
+        torch.Size([6, 6, 8, 4])
     """
     grid = _check_grid(weight, spatial_shape)
     kernel = tuple(weight.shape[2:])
@@ -339,7 +447,23 @@ def conv_operator_singular_values(weight: torch.Tensor, spatial_shape: Sequence[
     """All singular values (float64, descending) of the circular convolution with ``weight`` on a grid of
     size ``spatial_shape``: the singular values of every Fourier block ``K[m]`` of
     :func:`conv_operator_blocks` (``prod(spatial_shape) * min(out, in)`` values). A kernel from
-    :func:`orthogonal_conv_` or :func:`delta_orthogonal_` gives all values equal to ``gain``."""
+    :func:`orthogonal_conv_` or :func:`delta_orthogonal_` gives all values equal to ``gain``.
+
+    Args:
+        weight: kernel ``(out, in, *kernel)``.
+        spatial_shape: input size per spatial dimension.
+
+    Returns:
+        Float64 tensor of ``prod(spatial_shape) * min(out, in)`` singular values, descending.
+
+    Examples:
+        >>> import torch
+        >>> from dltheory.nn import conv_operator_singular_values
+        >>> w = torch.zeros(2, 2, 3, 3)
+        >>> w[:, :, 1, 1] = torch.eye(2)                      # the identity convolution
+        >>> conv_operator_singular_values(w, (4, 4)).unique().tolist()
+        [1.0]
+    """
     blocks = conv_operator_blocks(weight, spatial_shape)
     values = torch.linalg.svdvals(blocks).reshape(-1)
     return torch.sort(values, descending=True).values
@@ -389,7 +513,36 @@ def critical_init_(
     :func:`orthogonal_conv_`), ``"orthogonal"`` (:func:`orthogonal_conv_`, plain orthogonal for Linear) or
     ``"gaussian"`` (i.i.d. ``N(0, sigma_w2 / fan_in)``); orthogonal schemes use ``gain = sqrt(sigma_w2)``.
     Layers with ``in > out`` (read-outs) get orthonormal rows. Biases are drawn ``N(0, sigma_b2)`` (zero when
-    ``sigma_b2 = 0``). Returns ``module``.
+    ``sigma_b2 = 0``).
+
+    Args:
+        module: the model; every ``nn.Linear`` and ``nn.Conv1d/2d/3d`` in it is initialised.
+        activation: the activation of the network (name, :class:`~dltheory.core.activations.Activation` or
+            callable).
+        sigma_b2: bias variance of the critical point (exclusive with ``q_star``).
+        q_star: fixed point of the critical point (exclusive with ``sigma_b2``).
+        weights: ``"delta_orthogonal"``, ``"orthogonal"`` or ``"gaussian"``.
+        generator: a ``torch.Generator`` for reproducible draws (default: torch's global generator).
+
+    Returns:
+        ``module``, initialised in place.
+
+    Raises:
+        ValueError: when both or neither of ``sigma_b2`` and ``q_star`` are given, for an unknown scheme, or
+            for grouped convolutions.
+
+    References:
+        Schoenholz et al. (2017), eq. 5; Xiao et al. (2018), eq. 2.7; Pennington et al. (2017).
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from dltheory.nn import critical_init_
+        >>> model = nn.Sequential(nn.Linear(32, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh())
+        >>> _ = critical_init_(model, "tanh", sigma_b2=0.05, weights="orthogonal",
+        ...                    generator=torch.Generator().manual_seed(0))
+        >>> round(float((model[2].weight.detach() ** 2).sum(1).mean()), 4)   # sigma_w2 = 1.7610
+        1.761
     """
     from dltheory.signalprop import critical_sigma_w2
     from dltheory.signalprop.spectrum import critical_point_for_q_star

@@ -66,8 +66,24 @@ def _check_input(x: torch.Tensor) -> torch.Tensor:
 
 
 def full_jacobian(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """The Jacobian ``(n_out, n_in)`` of the flattened output with respect to the flattened input at
-    ``x``, by reverse mode (``torch.func.jacrev``) when ``n_out <= n_in`` and forward mode otherwise."""
+    """The Jacobian ``(n_out, n_in)`` of the flattened output with respect to the flattened input at ``x``.
+
+    Reverse mode (``torch.func.jacrev``) when ``n_out <= n_in``, forward mode (``jacfwd``) otherwise.
+
+    Args:
+        model: an ``nn.Module`` or a function of one tensor.
+        x: one input (e.g. ``x[:1]``); a batch gives the block-diagonal Jacobian of the batch.
+
+    Returns:
+        The Jacobian, detached, in the model's dtype.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from dltheory.nn import full_jacobian
+        >>> full_jacobian(nn.Linear(5, 3), torch.zeros(1, 5)).shape
+        torch.Size([3, 5])
+    """
     flat = _check_input(x)
     f = _flat_function(model, x)
     with torch.no_grad():
@@ -138,6 +154,36 @@ def jacobian_singular_values(
     warning if not converged) or
     ``"auto"`` (exact when ``k`` is None, when the smaller side is <= :data:`EXACT_MAX_SIZE`, or when the
     wanted values cover it; Lanczos otherwise). ``generator`` seeds the Lanczos start vector.
+
+    Args:
+        model: an ``nn.Module`` or a function of one tensor.
+        x: one input (e.g. ``x[:1]``); a batch gives the block-diagonal Jacobian of the batch.
+        k: number of extreme values wanted; ``None`` for all.
+        which: ``"largest"``, ``"smallest"`` or ``"both"`` (``2k`` values).
+        method: ``"auto"``, ``"exact"`` or ``"lanczos"``.
+        tol: Lanczos tolerance on the squared values, relative to the largest.
+        max_iter: maximum number of Lanczos block steps.
+        block: Lanczos block size.
+        generator: seeds the Lanczos start vectors.
+
+    Returns:
+        Float64 tensor of singular values, descending.
+
+    Raises:
+        ValueError: for ``method="lanczos"`` without ``k``, or bad arguments.
+
+    References:
+        Pennington, Schoenholz & Ganguli (2017); Xiao et al. (2018), section 2.3.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from dltheory.nn import jacobian_singular_values
+        >>> layer = nn.Linear(5, 3, bias=False)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.copy_(torch.diag(torch.tensor([2.0, 1.0, 0.5])) @ torch.eye(3, 5))
+        >>> jacobian_singular_values(layer, torch.zeros(1, 5)).tolist()
+        [2.0, 1.0, 0.5]
     """
     check_choice("method", method, METHODS)
     check_choice("which", which, WHICH)
@@ -169,10 +215,17 @@ def jacobian_singular_values(
 
 @dataclass(frozen=True)
 class LanczosResult:
-    """Extreme singular values (float64, descending) from :func:`jacobian_lanczos`, with the number of
-    block steps, the Krylov dimension reached, the Jacobian-vector products used (``J v`` and ``J^T u``
-    each count one), whether every wanted value met the tolerance, and the largest residual norm of the
-    wanted Ritz pairs relative to the largest squared singular value."""
+    """Extreme singular values from :func:`jacobian_lanczos`, with how they were obtained.
+
+    Attributes:
+        values: the singular values (float64, descending).
+        steps: number of block steps.
+        dimension: Krylov dimension reached.
+        products: Jacobian-vector products used (``J v`` and ``J^T u`` each count one).
+        converged: whether every wanted value met the tolerance.
+        residual: largest residual norm of the wanted Ritz pairs relative to the largest squared singular
+            value.
+    """
 
     values: torch.Tensor
     steps: int
@@ -206,6 +259,35 @@ def jacobian_lanczos(
     clustered end needs a larger dimension than single-vector Lanczos, but far fewer passes: each step
     applies the operator to a block in one batched pass, which costs far less than ``block`` single
     passes. Memory: two ``size x dimension`` float64 arrays.
+
+    Args:
+        model: an ``nn.Module`` or a function of one tensor.
+        x: one input (e.g. ``x[:1]``); a batch gives the block-diagonal Jacobian of the batch.
+        k: number of extreme values at each wanted end.
+        which: ``"largest"``, ``"smallest"`` or ``"both"``.
+        tol: tolerance on the squared values, relative to the largest.
+        block: block size (vectors per batched pass).
+        max_iter: maximum number of block steps.
+        generator: seeds the start vectors.
+
+    Returns:
+        A :class:`LanczosResult`.
+
+    References:
+        Golub & Van Loan, Matrix Computations, section 10.3.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> torch.manual_seed(0) and None
+        >>> model = nn.Sequential(nn.Linear(64, 64, bias=False), nn.Tanh(), nn.Linear(64, 64, bias=False))
+        >>> for layer in (model[0], model[2]):
+        ...     _ = nn.init.orthogonal_(layer.weight)
+        >>> x = torch.zeros(1, 64)     # tanh'(0) = 1: the Jacobian is a product of orthogonal matrices
+        >>> from dltheory.nn import jacobian_lanczos
+        >>> result = jacobian_lanczos(model, x, 2, which="largest", generator=torch.Generator().manual_seed(0))
+        >>> result.values.round(decimals=6).tolist(), result.converged
+        ([1.0, 1.0], True)
     """
     check_choice("which", which, WHICH)
     k = check_int("k", k, minimum=1)
@@ -282,8 +364,15 @@ def _select(values: torch.Tensor, k: int, which: str) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class JacobianMoments:
-    """Hutchinson estimates of ``mean(s^2)`` and ``mean(s^4)`` over the ``size = min(n_in, n_out)``
-    singular values s, with their standard errors, and ``variance = mean(s^4) - mean(s^2)^2``."""
+    """Hutchinson estimates of the moments of the squared singular values, from :func:`jacobian_moments`.
+
+    Attributes:
+        mean: estimate of ``mean(s^2)`` over the ``size`` singular values.
+        second_moment: estimate of ``mean(s^4)``.
+        mean_stderr: standard error of ``mean``.
+        second_moment_stderr: standard error of ``second_moment``.
+        size: ``min(n_in, n_out)``.
+    """
 
     mean: float
     second_moment: float
@@ -308,6 +397,31 @@ def jacobian_moments(
     With Rademacher probes v on the smaller side and ``G`` the Gram operator (``J^T J`` or ``J J^T``):
     ``mean(s^2) = E[v^T G v] / n``, ``mean(s^4) = E[|G v|^2] / n``. Each probe costs one jvp and one vjp;
     the standard errors are those of the probe averages.
+
+    Args:
+        model: an ``nn.Module`` or a function of one tensor.
+        x: one input (e.g. ``x[:1]``); a batch gives the block-diagonal Jacobian of the batch.
+        probes: number of Rademacher probes (>= 2).
+        generator: seeds the probes.
+
+    Returns:
+        A :class:`JacobianMoments`; its ``variance`` is ``mean(s^4) - mean(s^2)^2``.
+
+    References:
+        Hutchinson (1990), A stochastic estimator of the trace of the influence matrix.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> torch.manual_seed(0) and None
+        >>> model = nn.Sequential(nn.Linear(64, 64, bias=False), nn.Tanh(), nn.Linear(64, 64, bias=False))
+        >>> for layer in (model[0], model[2]):
+        ...     _ = nn.init.orthogonal_(layer.weight)
+        >>> x = torch.zeros(1, 64)     # tanh'(0) = 1: the Jacobian is a product of orthogonal matrices
+        >>> from dltheory.nn import jacobian_moments
+        >>> m = jacobian_moments(model, x, probes=8, generator=torch.Generator().manual_seed(0))
+        >>> round(m.mean, 4), round(m.variance, 4)
+        (1.0, 0.0)
     """
     check_int("probes", probes, minimum=2)
     flat = _check_input(x)
