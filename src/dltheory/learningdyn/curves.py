@@ -25,7 +25,19 @@ _ZOOM_POINTS = 65
 
 
 def gaussian_tail(x: np.ndarray) -> np.ndarray:
-    """``Q(x) = P(N(0,1) > x)``."""
+    """The Gaussian tail ``Q(x) = P(N(0, 1) > x)``.
+
+    Args:
+        x: points.
+
+    Returns:
+        ``Q(x)``, float64 of x's shape.
+
+    Examples:
+        >>> from dltheory.learningdyn import gaussian_tail
+        >>> gaussian_tail([0.0, 1.0]).round(4).tolist()
+        [0.5, 0.1587]
+    """
     return ndtr(-np.asarray(x, dtype=np.float64))
 
 
@@ -134,16 +146,54 @@ class LearningCurves:
         raise NotImplementedError
 
     def test_error(self, t: object) -> np.ndarray:
-        """Limiting test misclassification rate ``Q(E/sqrt(V))`` at times t (vectorised)."""
+        """Limiting test misclassification rate ``Q(E / sqrt(V))`` at times t (vectorised).
+
+        Args:
+            t: times (steps in discrete time), >= 0; ``inf`` allowed.
+
+        Returns:
+            The test error at each t.
+
+        Examples:
+            >>> from dltheory.learningdyn import GDTheory
+            >>> theory = GDTheory(4.0, 0.5, 0.1, 0.01)
+            >>> float(theory.test_error(0.0))                  # w_0 is independent of the data
+            0.5
+        """
         return self.terms(t).test_error
 
     def train_error(self, t: object) -> np.ndarray:
-        """Limiting training misclassification rate ``Q(E*/sqrt(V* - E*^2))`` at times t (vectorised)."""
+        """Limiting training misclassification rate ``Q(E* / sqrt(V* - E*^2))`` at times t (vectorised).
+
+        Args:
+            t: times (steps in discrete time), >= 0; ``inf`` allowed.
+
+        Returns:
+            The training error at each t.
+
+        Examples:
+            >>> from dltheory.learningdyn import GDTheory
+            >>> theory = GDTheory(4.0, (256, 512), 0.1, 0.01, discrete=True)
+            >>> theory.train_error([0, 1000]).round(4).tolist()
+            [0.5, 0.0014]
+        """
         return self.terms(t).train_error
 
     def least_squares_limit(self) -> LimitErrors:
-        """t -> inf: the least-squares (ridge: the ridge-regression) classifier, plus the part of the
-        initialisation in the null space of X X^T when p > n and ridge = 0."""
+        """The errors as t -> inf: the least-squares (with ridge: ridge-regression) classifier.
+
+        When p > n and ridge = 0, the part of the initialisation in the null space of ``X X^T`` never moves and is
+        included.
+
+        Returns:
+            :class:`LimitErrors` ``(test_error, train_error)``.
+
+        Examples:
+            >>> from dltheory.learningdyn import GDTheory
+            >>> limit = GDTheory(4.0, (256, 512), 0.1, 0.01, discrete=True).least_squares_limit()
+            >>> round(limit.test_error, 4), round(limit.train_error, 4)
+            (0.0912, 0.0013)
+        """
         terms = self.terms(np.inf)
         return LimitErrors(float(terms.test_error), float(terms.train_error))
 
@@ -162,11 +212,24 @@ class LearningCurves:
         return grid
 
     def optimal_stopping(self) -> StoppingPoint:
-        """Minimum over t of the test error: a log grid, then vectorised zooms around the best point
-        (relative precision ~ 1e-7 of the bracket; integers in discrete time).
+        """The optimal early-stopping time and the test error there.
 
-        Returns ``(inf, least-squares error)`` when the error keeps falling (no over-training) and
-        ``(0, t -> 0+ limit)`` when it keeps rising (only with sigma2 = 0: the best possible error)."""
+        Minimises the test error over t: a log grid, then vectorised zooms around the best point (relative
+        precision ~ 1e-7 of the bracket; integers in discrete time).
+
+        Returns:
+            :class:`StoppingPoint` ``(time, error)``: ``(inf, least-squares error)`` when the error keeps falling
+            (no over-training), ``(0, t -> 0+ limit)`` when it keeps rising (only with sigma2 = 0: the best
+            possible error).
+
+        References:
+            Liao & Couillet (2018), section 3.
+
+        Examples:
+            >>> from dltheory.learningdyn import GDTheory
+            >>> GDTheory(4.0, (256, 512), 0.1, 0.01, discrete=True).optimal_stopping()
+            StoppingPoint(time=96.0, error=0.0483...)
+        """
         grid = self.time_grid()
         errors = self.test_error(grid)
         k = int(np.argmin(errors))

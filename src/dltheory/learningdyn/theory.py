@@ -58,14 +58,36 @@ def _ratio(c: Any) -> float:
 class GDTheory(LearningCurves):
     """Random-matrix learning curves of gradient descent (Liao & Couillet 2018, identity covariance).
 
-    Parameters: ``mu_norm2 = ||mu||^2 > 0``; ``c = p/n > 0`` or the pair ``(p, n)``; ``sigma2 >= 0`` the
-    initialisation variance (``w_0 ~ N(0, sigma2/p I)``); ``alpha > 0`` the step; ``discrete=False`` for
-    gradient flow ``exp(-alpha t x)`` (the paper), True for the exact iterates ``(1 - alpha x)^t``;
-    ``ridge >= 0`` adds ``(ridge/2)||w||^2`` to the loss (extension).
+    Two classes ``x = y mu + z``, ``z ~ N(0, I_p)``, n samples, ``c = p/n``; the squared loss
+    ``(1/2n)||y^T - w^T X||^2`` trained by gradient descent with step ``alpha`` from ``w_0`` with i.i.d.
+    entries of variance ``sigma2/p``. The training and test misclassification rates at every step follow from
+    the Marchenko-Pastur law, the spike and the signal measure (Theorems 1-2 of the paper; the equations are
+    in docs/liao/theory.md).
 
-    >>> theory = GDTheory(4.0, 0.5, 0.1, 0.01)
-    >>> float(theory.test_error(0.0))
-    0.5
+    Args:
+        mu_norm2: ``||mu||^2 > 0``.
+        c: ``p/n > 0``, or the pair ``(p, n)``.
+        sigma2: initialisation variance (``w_0 ~ N(0, sigma2/p I)``), >= 0.
+        alpha: step size, > 0 and below the stability limit ``2 / lambda_max``.
+        discrete: ``False`` for gradient flow ``exp(-alpha t x)`` (the paper), ``True`` for the exact iterates
+            ``(1 - alpha x)^t`` of gradient descent.
+        ridge: adds ``(ridge/2)||w||^2`` to the loss (an extension), >= 0.
+
+    Raises:
+        ValueError: for out-of-range parameters, or (discrete time) a step at or beyond the stability limit.
+
+    References:
+        Liao & Couillet (2018), The Dynamics of Learning: A Random Matrix Approach, Theorems 1-2.
+
+    Examples:
+        >>> from dltheory.learningdyn import GDTheory
+        >>> theory = GDTheory(mu_norm2=4.0, c=(256, 512), sigma2=0.1, alpha=0.01, discrete=True)
+        >>> theory.test_error([0, 100, 1000]).round(4).tolist()
+        [0.5, 0.0484, 0.0804]
+        >>> theory.optimal_stopping()
+        StoppingPoint(time=96.0, error=0.0483...)
+        >>> round(theory.best_possible_error(), 4)          # Q(M / sqrt(M + c))
+        0.0297
     """
 
     def __init__(
@@ -100,7 +122,26 @@ class GDTheory(LearningCurves):
     def from_mu(
         cls, mu: Any, n: int, sigma2: float, alpha: float, discrete: bool = False, *, ridge: float = 0.0
     ) -> GDTheory:
-        """From the mean vector ``mu`` (p entries) and the sample size n."""
+        """The theory for a mean vector ``mu`` (p entries) and the sample size n.
+
+        Args:
+            mu: the class mean (``x = +-mu + noise``).
+            n: number of training samples.
+            sigma2: initialisation variance.
+            alpha: step size.
+            discrete: exact discrete iterates instead of gradient flow.
+            ridge: ridge penalty.
+
+        Returns:
+            A :class:`GDTheory` with ``mu_norm2 = ||mu||^2`` and ``c = len(mu) / n``.
+
+        Examples:
+            >>> import numpy as np
+            >>> from dltheory.learningdyn import GDTheory
+            >>> mu = np.zeros(256); mu[0] = 2.0
+            >>> GDTheory.from_mu(mu, 512, sigma2=0.1, alpha=0.01).c
+            0.5
+        """
         vector = as_float_array("mu", mu)
         if vector.ndim != 1 or vector.size == 0:
             raise ValueError(f"mu must be a non-empty vector, got shape {vector.shape}")
@@ -127,8 +168,17 @@ class GDTheory(LearningCurves):
 
     # closed forms -----------------------------------------------------------------------------------
     def best_possible_error(self) -> float:
-        """``Q(M / sqrt(M + c))``: the classifier ``w ~ X y/n`` reached as t -> 0+ with sigma2 = 0
-        (paper, Section 3)."""
+        """``Q(M / sqrt(M + c))``: the error of ``w ~ X y/n``, reached as t -> 0+ with sigma2 = 0.
+
+        Returns:
+            The best error gradient descent can reach from any initialisation (paper, section 3).
+
+        Examples:
+            >>> from dltheory.learningdyn import GDTheory
+            >>> theory = GDTheory(mu_norm2=4.0, c=(256, 512), sigma2=0.1, alpha=0.01, discrete=True)
+            >>> round(theory.best_possible_error(), 4)
+            0.0297
+        """
         return float(gaussian_tail(self.mu_norm2 / np.sqrt(self.mu_norm2 + self.c)))
 
     def _limit_terms(self) -> tuple[float, float, float, float]:
@@ -169,7 +219,26 @@ class GDTheory(LearningCurves):
         return int(min(n_nodes, 20000))
 
     def terms(self, t: object, form: str = "integral") -> LearningTerms:
-        """``E, V, E*, V*`` at times t: ``form="integral"`` (real integrals, default) or ``"contour"``."""
+        """The paper's four quantities ``E, V, E*, V*`` at times t.
+
+        Args:
+            t: times (steps in discrete time), >= 0; ``inf`` gives the least-squares limit.
+            form: ``"integral"`` (real integrals against the spectral measures, default) or ``"contour"`` (the
+                paper's contour integrals of the Stieltjes transform); both agree to about 1e-12.
+
+        Returns:
+            A :class:`~dltheory.learningdyn.curves.LearningTerms` with arrays of t's shape, from which
+            ``test_error`` and ``train_error`` follow.
+
+        Examples:
+            >>> from dltheory.learningdyn import GDTheory
+            >>> theory = GDTheory(mu_norm2=4.0, c=(256, 512), sigma2=0.1, alpha=0.01, discrete=True)
+            >>> terms = theory.terms([10, 100])
+            >>> terms.E.round(4).tolist(), terms.test_error.round(4).tolist()
+            ([0.3144, 0.7522], [0.172, 0.0484])
+            >>> bool(abs(theory.terms(100, form="contour").test_error - terms.test_error[1]) < 1e-9)
+            True
+        """
         check_choice("form", form, FORMS)
         times = check_times(t, self.discrete)
         flat = times.reshape(-1)
