@@ -76,6 +76,16 @@ def balanced_factors(
     unless ``truncate=True``: then the product is the best approximation of ``target`` of rank
     ``min(hidden_widths)`` (Eckart-Young: the largest singular values are kept). The ``Q_j`` are
     Haar-random when ``rng`` is given and the first columns of the identity otherwise.
+
+    Examples:
+        >>> import numpy as np
+        >>> from dltheory.deeplinear import balanced_factors, end_to_end_matrix, imbalance
+        >>> W = np.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
+        >>> factors = balanced_factors(W, depth=3, hidden_widths=[4, 6], rng=np.random.default_rng(0))
+        >>> [f.shape for f in factors]
+        [(4, 3), (6, 4), (2, 6)]
+        >>> bool(np.allclose(end_to_end_matrix(factors), W)), bool(imbalance(factors).max() < 1e-12)
+        (True, True)
     """
     w = check_weight_matrix("target", target)
     n_layers = check_depth(depth)

@@ -43,8 +43,30 @@ def _abs_smoothed(t: np.ndarray, delta: float | None) -> tuple[np.ndarray, np.nd
 
 
 def counterexample_function(smoothing: float | None = None) -> MatrixFunction:
-    """``f(a, b) = 2 |a| + |b - 1| - 1`` on the 2 x 1 end-to-end matrix, or with ``smoothing = delta``
-    its Huber-smoothed version (convex and differentiable; then the theorem applies)."""
+    """The convex, non-differentiable ``f(a, b) = 2|a| + |b - 1| - 1`` on the 2 x 1 end-to-end matrix.
+
+    With widths 1 -> 1 -> 2, ``w1 = 0, w2 = (1, 0)`` is a local minimum of value 0 while the global minimum
+    is -1: differentiability is needed in Laurent & von Brecht's theorem (docs/laurent/theory.md). With
+    ``smoothing = delta`` the Huber-smoothed version (convex and differentiable; then the theorem applies and
+    the point becomes a strict saddle).
+
+    Args:
+        smoothing: Huber parameter delta > 0, or ``None`` for the non-smooth f.
+
+    Returns:
+        A :class:`~dltheory.deeplinear.objective.MatrixFunction` to pass to
+        :func:`~dltheory.deeplinear.landscape.analyze`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from dltheory.deeplinear import analyze, counterexample_function
+        >>> bad = [np.zeros((1, 1)), np.array([[1.0], [0.0]])]
+        >>> report = analyze(bad, counterexample_function())
+        >>> report.verdict, report.loss_value, report.global_optimum
+        ('local_minimum', 0.0, -1.0)
+        >>> analyze(bad, counterexample_function(smoothing=0.1)).verdict
+        'saddle'
+    """
     delta = None if smoothing is None else float(check_positive("smoothing", smoothing))
     weights = np.array([2.0, 1.0])
     offset = np.array([0.0, 1.0])

@@ -60,6 +60,13 @@ def psd_power(matrix: Any, exponent: float, *, name: str = "matrix", rtol: float
     and those in ``[-rtol * max|lambda|, 0)`` as rounding errors of zeros; a clearly negative
     eigenvalue (the power is then not real) or an asymmetric matrix raises ValueError. Negative exponents
     are refused because they are undefined on singular matrices.
+
+    Examples:
+        >>> import numpy as np
+        >>> from dltheory.deeplinear import psd_power
+        >>> psd_power(np.diag([4.0, 9.0]), 0.5)
+        array([[2., 0.],
+               [0., 3.]])
     """
     p = as_float_array(name, matrix)
     if p.ndim != 2 or p.shape[0] != p.shape[1]:
@@ -127,12 +134,40 @@ def end_to_end_direction(weight: Any, grad: Any, depth: int) -> np.ndarray:
 
 
 def end_to_end_update(weight: Any, grad: Any, depth: int, lr: float, weight_decay: float = 0.0) -> np.ndarray:
-    """The next end-to-end matrix of a depth-``depth`` linear network trained by gradient descent:
+    """The next end-to-end matrix of a depth-``depth`` linear network trained by gradient descent.
 
-    ``W <- (1 - lr * weight_decay * N) W - lr * sum_j [W W^T]^{(j-1)/N} grad [W^T W]^{(N-j)/N}``
+    ``W <- (1 - lr * weight_decay * N) W - lr * sum_j [W W^T]^{(j-1)/N} grad [W^T W]^{(N-j)/N}``: exact for
+    gradient flow from a balanced start, first order in ``lr`` for gradient descent. Computed from one thin
+    SVD of ``W`` (:func:`end_to_end_direction`). It depends on the depth only, not on the hidden widths.
 
-    (Arora, Cohen & Hazan 2018, section 4, with weight decay; exact for gradient flow from a balanced start,
-    first order in ``lr`` for gradient descent). ``weight`` and ``grad`` are 2-D ``(out, in)`` arrays.
+    Args:
+        weight: the end-to-end matrix ``W_e = W_N ... W_1``, shape ``(out, in)``.
+        grad: the gradient of the loss at ``W_e``, same shape.
+        depth: the number of factors N >= 1 (1 is plain gradient descent).
+        lr: step size, > 0.
+        weight_decay: weight decay of every factor, >= 0.
+
+    Returns:
+        The updated end-to-end matrix, shape ``(out, in)``.
+
+    Raises:
+        ValueError: for a non-integer or non-positive depth, shapes that differ, or non-finite entries
+            ("has training diverged?").
+
+    References:
+        Arora, Cohen & Hazan (2018), section 4, Theorem 1. See docs/arora/theory.md.
+
+    Examples:
+        >>> import numpy as np
+        >>> from dltheory.deeplinear import end_to_end_update
+        >>> W = np.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
+        >>> G = np.ones((2, 3))
+        >>> end_to_end_update(W, G, depth=1, lr=0.1)                  # depth 1: plain gradient descent
+        array([[ 0.9, -0.1, -0.1],
+               [-0.1,  0.4, -0.1]])
+        >>> end_to_end_update(W, G, depth=3, lr=0.1).round(4)        # depth 3: preconditioned by W
+        array([[ 0.7   , -0.2027, -0.1   ],
+               [-0.2027,  0.3809, -0.0397]])
     """
     w = check_weight_matrix("weight", weight)
     n = check_depth(depth)
@@ -144,11 +179,29 @@ def end_to_end_update(weight: Any, grad: Any, depth: int, lr: float, weight_deca
 def single_output_update(
     weight: Any, grad: Any, depth: int, lr: float, weight_decay: float = 0.0
 ) -> np.ndarray:
-    """Closed form of :func:`end_to_end_update` for a single output (Arora et al. 2018, section 4):
+    """Closed form of :func:`end_to_end_update` for a single output.
 
-    ``w <- (1 - lr * weight_decay * N) w - lr * ||w||^{2-2/N} (g + (N - 1) Pr_w(g))``,
-    ``Pr_w(g) = (w . g) w / ||w||^2`` (0 at ``w = 0``). ``weight`` is a vector ``(n,)`` or a row ``(1, n)``;
-    the result has the same shape.
+    ``w <- (1 - lr * weight_decay * N) w - lr * ||w||^{2-2/N} (g + (N - 1) Pr_w(g))`` with
+    ``Pr_w(g) = (w . g) w / ||w||^2`` (0 at ``w = 0``).
+
+    Args:
+        weight: the end-to-end vector, ``(n,)`` or a row ``(1, n)``.
+        grad: the gradient at ``weight``, same number of entries.
+        depth: number of factors N >= 1.
+        lr: step size, > 0.
+        weight_decay: weight decay, >= 0.
+
+    Returns:
+        The updated vector, of ``weight``'s shape.
+
+    References:
+        Arora, Cohen & Hazan (2018), section 4, Claim 1.
+
+    Examples:
+        >>> import numpy as np
+        >>> from dltheory.deeplinear import single_output_update
+        >>> single_output_update(np.array([3.0, 4.0]), np.array([1.0, 0.0]), depth=2, lr=0.1)
+        array([2.32, 3.76])
     """
     w_in = np.asarray(weight)
     if not (w_in.ndim == 1 or (w_in.ndim == 2 and w_in.shape[0] == 1)):

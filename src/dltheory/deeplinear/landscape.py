@@ -251,6 +251,11 @@ def analyze(
     """Certify the point ``weights`` (first layer first; numpy arrays, nested lists or torch tensors, each
     ``(d_k, d_{k-1})``) of ``L(W) = f(W_L ... W_1)``.
 
+    Verdicts: ``global_minimum`` (critical, value equal to the global optimum), ``saddle`` (critical, with a
+    verified descent direction or by the theorem), ``local_minimum`` (critical, not certified global, no
+    descent found: possible only outside the theorem) and ``not_critical``. ``report.reason`` names the theorem
+    or test, ``report.justification`` is a short key.
+
     ``loss``: a name (``"squared"``, ``"lp"``, ``"cross_entropy"``, ``"logistic"``, ``"huber"``,
     ``"hinge"``, ``"l1"``; parameters through ``loss_params``, e.g. ``{"p": 4}``) or a
     :class:`~dltheory.deeplinear.losses.Loss` with data ``X`` (n, d_0) and targets ``Y``, and an optional
@@ -268,6 +273,50 @@ def analyze(
     minimality. ``optimum``: a precomputed :func:`~dltheory.deeplinear.optimum.global_optimum` of the same
     problem (saves the solve when many points of one problem are certified); otherwise it is computed,
     for a bottleneck with a non-squared loss by ``restarts`` factorised L-BFGS runs seeded with this point.
+
+    Args:
+        weights: the layers, first layer first, each ``(d_k, d_{k-1})``.
+        loss: loss name, :class:`~dltheory.deeplinear.losses.Loss`, objective or callable (see above).
+        X: data ``(n, d_0)``, or ``None`` with an objective or callable.
+        Y: targets, or ``None``.
+        l2: weight of the ``(l2/2)||A||^2`` term on the product.
+        loss_params: parameters of a named loss.
+        differentiable: what is known about a callable f.
+        convex: what is known about a callable f.
+        grad_tol: criticality tolerance.
+        gap_tol: optimality-gap tolerance.
+        curvature_tol: negative-curvature tolerance.
+        hessian: how the Hessian extremes are computed.
+        lanczos_tol: Lanczos residual tolerance.
+        escape_radius: radius of the descent searches.
+        perturbation_samples: random directions per radius.
+        rank_rtol: relative tolerance of the rank computations.
+        restarts: factorised L-BFGS runs for a bottleneck with a non-squared loss.
+        optimum: a precomputed global optimum of the same problem.
+        seed: seed of the random searches.
+
+    Returns:
+        A :class:`LandscapeReport` (``verdict``, ``reason``, the evidence; ``to_dict()`` is JSON-able).
+
+    Raises:
+        ValueError: for mismatched shapes (naming both), unknown losses or bad tolerances.
+
+    References:
+        Laurent & von Brecht (2018), Theorem 1; Yun, Sra & Jadbabaie (2018); Kawaguchi (2016). See
+        docs/laurent/theory.md.
+
+    Examples:
+        >>> import numpy as np
+        >>> from dltheory.deeplinear import analyze
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(50, 3))
+        >>> Y = X @ rng.normal(size=(3, 2))
+        >>> A = np.linalg.lstsq(X, Y, rcond=None)[0].T       # the least-squares end-to-end matrix
+        >>> analyze([A, np.eye(2)], "squared", X, Y).verdict
+        'global_minimum'
+        >>> zero = [np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((2, 2))]
+        >>> analyze(zero, "squared", X, Y).verdict          # W = 0 at depth 3: zero Hessian, still a saddle
+        'saddle'
     """
     W = as_weights(weights)
     dims = widths(W)

@@ -36,7 +36,27 @@ from dltheory.deeplinear.dynamics import (
 
 @dataclass(frozen=True)
 class EndToEndPreconditioner:
-    """``P_W`` for the end-to-end matrix ``weight`` (shape ``(m, n)``) of a depth-``depth`` network."""
+    """The preconditioner ``P_W`` of the depth-N end-to-end dynamics at the end-to-end matrix ``weight``.
+
+    In vectorised form the end-to-end update is ``vec(W) <- ... - lr P_W vec(grad)``; ``P_W`` is positive
+    semi-definite with eigenvalues ``sum_j s_r^{2(N-j)/N} s_r'^{2(j-1)/N}`` over pairs of singular values of
+    ``W`` (zero-padded).
+
+    Args:
+        weight: the end-to-end matrix, shape ``(m, n)``.
+        depth: number of factors N >= 1.
+
+    References:
+        Arora, Cohen & Hazan (2018), section 4.
+
+    Examples:
+        >>> import numpy as np
+        >>> from dltheory.deeplinear import EndToEndPreconditioner
+        >>> P = EndToEndPreconditioner(np.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.0]]), depth=2)
+        >>> P.eigenvalues()
+        array([[2. , 1.5, 1. ],
+               [1.5, 1. , 0.5]])
+    """
 
     weight: np.ndarray
     depth: int
