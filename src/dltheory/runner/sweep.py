@@ -84,6 +84,8 @@ def sweep(
         raise TypeError("grid must be a list of dicts of keyword arguments (see grid_product)")
     cells_dir = Path(out) / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
+    for stale in cells_dir.glob(".*.tmp"):  # left by a sweep killed while writing a cell file
+        stale.unlink(missing_ok=True)
     results: dict[str, CellResult] = {}
     pending: list[dict[str, Any]] = []
     for params in grid:
