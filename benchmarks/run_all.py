@@ -3,6 +3,10 @@
 Each benchmark writes ``benchmarks/results/<topic>.json``: a list of rows ``{"benchmark", "metric",
 "value", "unit", "baseline", "ratio", "target", "met"}`` (missing keys allowed). Usage:
 ``python benchmarks/run_all.py [NAME ...]`` (names without the ``bench_`` prefix select a subset).
+
+``python benchmarks/run_all.py --record [NAME ...]`` runs nothing: it copies the existing result files into
+``docs/results/benchmarks/<topic>.json`` with their provenance (date measured, commit, machine, versions),
+where the documentation's Benchmarks page renders them. Record on a quiet machine and commit the files.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+RECORDED = HERE.parent / "docs" / "results" / "benchmarks"
 
 
 def main(selected: list[str]) -> int:
@@ -79,5 +84,93 @@ def _fmt(value: object, unit: str) -> str:
     return f"{value} {unit}".strip()
 
 
+def record(selected: list[str], store: Path = RECORDED) -> list[Path]:
+    """Copy ``benchmarks/results/<topic>.json`` (all, or the ``selected`` topics) into ``store`` with the
+    date it was measured (the file's modification time), the commit, the machine and the versions."""
+    import datetime
+    import os
+
+    files = sorted(RESULTS.glob("*.json"))
+    if selected:
+        files = [f for f in files if f.stem in selected or f.stem.removeprefix("bench_") in selected]
+    if not files:
+        raise SystemExit(f"no benchmark result files in {RESULTS}: run the benchmarks first (make bench)")
+    store.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file in files:
+        measured = datetime.datetime.fromtimestamp(file.stat().st_mtime, tz=datetime.timezone.utc)
+        payload = {
+            "name": file.stem,
+            "date": measured.isoformat(timespec="seconds"),
+            "recorded": datetime.datetime.now(tz=datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": _git_commit(),
+            "command": "python benchmarks/run_all.py",
+            "machine": _machine(),
+            "versions": _versions(),
+            "result": json.loads(file.read_text()),
+        }
+        target = store / file.name
+        temporary = target.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(payload, indent=1) + "\n")
+        os.replace(temporary, target)
+        written.append(target)
+        print(f"recorded {file.name} -> {target}")
+    return written
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, timeout=30, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _machine() -> dict:
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    machine: dict = {"cpu_model": cpu, "cpu_count": os.cpu_count(), "gpu": None}
+    try:
+        machine["load_average"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            machine["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return machine
+
+
+def _versions() -> dict:
+    import platform
+
+    versions = {"python": platform.python_version()}
+    for name in ("dltheory", "torch", "numpy", "scipy"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        versions[name] = getattr(module, "__version__", "?")
+    return versions
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    arguments = sys.argv[1:]
+    if "--record" in arguments:
+        record([a for a in arguments if a != "--record"])
+        sys.exit(0)
+    sys.exit(main(arguments))

@@ -423,7 +423,7 @@ def _short(value: Any, limit: int = 60) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:,.0f}" if 1e4 <= abs(value) < 1e15 else f"{value:.4g}"
     if isinstance(value, str):
         text = value
     else:
@@ -479,7 +479,7 @@ def render_benchmarks(docs_dir: Path) -> str:
     if not files:
         return (
             "**No recorded benchmark yet.** On a quiet machine run `make bench` and then "
-            "`python benchmarks/run_all.py --record` (or `make bench RECORD=1`), and commit "
+            "`python benchmarks/run_all.py --record`, and commit "
             "`docs/results/benchmarks/*.json`; the tables appear here on the next docs build.\n"
         )
     rows_of = _benchmark_rows()
