@@ -253,8 +253,8 @@ def analyze(
 
     Verdicts: ``global_minimum`` (critical, value equal to the global optimum), ``saddle`` (critical, with a
     verified descent direction or by the theorem), ``local_minimum`` (critical, not certified global, no
-    descent found: possible only outside the theorem) and ``not_critical``. ``report.reason`` names the theorem
-    or test, ``report.justification`` is a short key.
+    descent found: possible only outside the theorem) and ``not_critical``. ``report.reason`` names the
+    theorem or test, ``report.justification`` is a short key.
 
     ``loss``: a name (``"squared"``, ``"lp"``, ``"cross_entropy"``, ``"logistic"``, ``"huber"``,
     ``"hinge"``, ``"l1"``; parameters through ``loss_params``, e.g. ``{"p": 4}``) or a

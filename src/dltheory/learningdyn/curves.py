@@ -182,8 +182,8 @@ class LearningCurves:
     def least_squares_limit(self) -> LimitErrors:
         """The errors as t -> inf: the least-squares (with ridge: ridge-regression) classifier.
 
-        When p > n and ridge = 0, the part of the initialisation in the null space of ``X X^T`` never moves and is
-        included.
+        When p > n and ridge = 0, the part of the initialisation in the null space of ``X X^T`` never moves
+        and is included.
 
         Returns:
             :class:`LimitErrors` ``(test_error, train_error)``.
@@ -218,9 +218,9 @@ class LearningCurves:
         precision ~ 1e-7 of the bracket; integers in discrete time).
 
         Returns:
-            :class:`StoppingPoint` ``(time, error)``: ``(inf, least-squares error)`` when the error keeps falling
-            (no over-training), ``(0, t -> 0+ limit)`` when it keeps rising (only with sigma2 = 0: the best
-            possible error).
+            :class:`StoppingPoint` ``(time, error)``: ``(inf, least-squares error)`` when the error keeps
+            falling (no over-training), ``(0, t -> 0+ limit)`` when it keeps rising (only with sigma2 = 0:
+            the best possible error).
 
         References:
             Liao & Couillet (2018), section 3.

@@ -285,7 +285,8 @@ def jacobian_lanczos(
         ...     _ = nn.init.orthogonal_(layer.weight)
         >>> x = torch.zeros(1, 64)     # tanh'(0) = 1: the Jacobian is a product of orthogonal matrices
         >>> from dltheory.nn import jacobian_lanczos
-        >>> result = jacobian_lanczos(model, x, 2, which="largest", generator=torch.Generator().manual_seed(0))
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> result = jacobian_lanczos(model, x, 2, which="largest", generator=generator)
         >>> result.values.round(decimals=6).tolist(), result.converged
         ([1.0, 1.0], True)
     """

@@ -40,7 +40,8 @@ def variance_profile(spec: str | Any, kernel_size: int = 3, ndim: int = 2) -> np
     Args:
         spec: ``"delta"`` (all variance on the centre tap; ``kernel_size`` must be odd), ``"uniform"``
             (``v_b = 1 / kernel_size^ndim``, the ordinary Gaussian initialisation) or an array of non-negative
-            weights with odd side lengths that sums to 1 (its shape then defines ``kernel_size`` and ``ndim``).
+            weights with odd side lengths that sums to 1 (its shape then defines ``kernel_size`` and
+            ``ndim``).
         kernel_size: number of taps along each dimension (named profiles only).
         ndim: number of spatial dimensions (named profiles only).
 

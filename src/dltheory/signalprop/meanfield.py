@@ -125,7 +125,8 @@ def covariance_map(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One layer of the 2 x 2 covariance map of two inputs a and b.
 
-    ``q_xy' = sigma_w2 E[phi(u_x) phi(u_y)] + sigma_b2`` with ``(u_a, u_b) ~ N(0, [[q_aa, q_ab], [q_ab, q_bb]])``.
+    ``q_xy' = sigma_w2 E[phi(u_x) phi(u_y)] + sigma_b2`` with
+    ``(u_a, u_b) ~ N(0, [[q_aa, q_ab], [q_ab, q_bb]])``.
 
     Args:
         activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
@@ -327,8 +328,8 @@ def q_star(
 def chi_1(activation: ActivationLike, sigma_w2: object, sigma_b2: object) -> np.ndarray:
     """``chi_1 = sigma_w2 E[phi'(sqrt(q*) z)^2]``: the slope of the correlation map at c = 1.
 
-    It is the mean squared singular value of one layer's input-output Jacobian: < 1 ordered (gradients vanish),
-    > 1 chaotic (gradients explode), = 1 critical.
+    It is the mean squared singular value of one layer's input-output Jacobian: < 1 ordered (gradients
+    vanish), > 1 chaotic (gradients explode), = 1 critical.
 
     Args:
         activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
@@ -831,7 +832,7 @@ def phase_diagram(
     *,
     series_order: int = SERIES_ORDER,
 ) -> PhaseDiagram:
-    """q*, c*, chi_1, chi_c, xi_q and xi_c on the grid ``sigma_w2_grid x sigma_b2_grid`` in one vectorised call.
+    """q*, c*, chi_1, chi_c, xi_q and xi_c on the grid ``sigma_w2_grid x sigma_b2_grid`` in one call.
 
     The chaotic-phase correlation maps use the Hermite (dual-activation) series, so the whole diagram costs
     one-dimensional quadratures plus polynomial evaluations.

@@ -189,8 +189,9 @@ def jacobian_spectrum_moments(
 
     ``mean = (sigma_w2 mu_1)^L = chi_1^L`` and ``variance = mean^2 L (mu_2 / mu_1^2 - 1 - s_1)`` with
     ``s_1 = 0`` for orthogonal and ``-1`` for Gaussian weights; at criticality ``L (mu_2/mu_1^2 - 1)``
-    (orthogonal) and ``L mu_2/mu_1^2`` (Gaussian), see docs/xiao/theory.md. ``mu_k = E[phi'(sqrt(q*) z)^(2k)]``
-    at the fixed point unless ``q_star`` is given. Infinite width; inputs at the fixed point.
+    (orthogonal) and ``L mu_2/mu_1^2`` (Gaussian), see docs/xiao/theory.md.
+    ``mu_k = E[phi'(sqrt(q*) z)^(2k)]`` at the fixed point unless ``q_star`` is given. Infinite width;
+    inputs at the fixed point.
 
     Args:
         activation: activation name, :class:`~dltheory.core.activations.Activation` or callable.
