@@ -185,15 +185,40 @@ def overparameterize(
     width: int | None = None,
     generator: torch.Generator | None = None,
 ) -> nn.Module:
-    """Replace every ``nn.Linear`` in ``module`` (recursively, in place) by a :class:`DeepLinear` of depth
-    ``depth`` computing the same function: its factors are exactly balanced and multiply to the original
-    weight; the bias is copied (it stays a single vector). Hidden widths are ``width`` or, by default,
-    ``min(in_features, out_features)`` (the narrowest width that represents every matrix). Returns the
-    module (or the new ``DeepLinear`` when ``module`` itself is an ``nn.Linear``).
+    """Replace every ``nn.Linear`` in ``module`` (recursively, in place) by a :class:`DeepLinear` of depth N.
 
-    Train the result with any optimizer; with plain gradient descent and a small step the end-to-end
-    matrices follow the update of :func:`dltheory.deeplinear.end_to_end_update`, which
-    :class:`dltheory.nn.EndToEndOptimizer` applies to the original model directly.
+    The replacement computes the same function: its factors are exactly balanced and multiply to the original
+    weight; the bias is copied (it stays a single vector). Hidden widths are ``width`` or, by default,
+    ``min(in_features, out_features)`` (the narrowest width that represents every matrix). Train the result
+    with any optimizer; with plain gradient descent and a small step the end-to-end matrices follow
+    :func:`dltheory.deeplinear.end_to_end_update`, which :class:`dltheory.nn.EndToEndOptimizer` applies to the
+    original model directly.
+
+    Args:
+        module: the model (or a single ``nn.Linear``).
+        depth: number of factors N >= 1.
+        width: hidden width of the factorisations (default ``min(in, out)`` per layer).
+        generator: draws the hidden bases of the balanced factors.
+
+    Returns:
+        ``module`` (or the new :class:`DeepLinear` when ``module`` itself is an ``nn.Linear``).
+
+    References:
+        Arora, Cohen & Hazan (2018), section 7. See docs/arora/theory.md.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from dltheory.nn import collapse, overparameterize
+        >>> torch.manual_seed(0) and None
+        >>> model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+        >>> x = torch.randn(5, 8)
+        >>> before = model(x)
+        >>> deep = overparameterize(model, depth=3)
+        >>> type(deep[0]).__name__, torch.allclose(deep(x), before, atol=1e-5)
+        ('DeepLinear', True)
+        >>> type(collapse(deep)[0]).__name__
+        'Linear'
     """
     n = check_int("depth", depth, minimum=1)
     if width is not None:

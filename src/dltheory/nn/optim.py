@@ -50,6 +50,28 @@ class EndToEndOptimizer(torch.optim.Optimizer):
 
     Every 2-D parameter is treated as a linear map (put embeddings or other matrices that should not be
     "deepened" in a parameter group with ``depth=1``); all other parameters get the plain gradient step.
+
+    Args:
+        params: parameters or parameter groups (a group may set its own ``depth``).
+        lr: step size, > 0.
+        depth: depth N of the implicit factorisation (1 is plain gradient descent).
+        weight_decay: weight decay of every factor, >= 0.
+
+    References:
+        Arora, Cohen & Hazan (2018), section 4, Theorem 1.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from dltheory.nn import EndToEndOptimizer
+        >>> torch.manual_seed(0) and None
+        >>> model = nn.Linear(4, 2)
+        >>> optimizer = EndToEndOptimizer(model.parameters(), lr=0.1, depth=3)
+        >>> loss = model(torch.randn(16, 4)).pow(2).mean()
+        >>> loss.backward()
+        >>> optimizer.step()
+        >>> bool(model(torch.randn(16, 4)).isfinite().all())
+        True
     """
 
     def __init__(self, params: Iterable[Any], lr: float, depth: int, weight_decay: float = 0.0):
