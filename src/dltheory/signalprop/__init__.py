@@ -28,6 +28,14 @@ from dltheory.signalprop.meanfield import (
     q_star,
     trainable_depth,
 )
+from dltheory.signalprop.phases import classify_phase
+from dltheory.signalprop.residual import (
+    ResidualAsymptotics,
+    ResidualPropagation,
+    branch_scale,
+    residual_asymptotics,
+    residual_propagation,
+)
 from dltheory.signalprop.spectrum import (
     SpectrumMoments,
     critical_point_for_q_star,
@@ -41,11 +49,15 @@ __all__ = [
     "FixedPoint",
     "NoFixedPointError",
     "PhaseDiagram",
+    "ResidualAsymptotics",
+    "ResidualPropagation",
     "SpectrumMoments",
+    "branch_scale",
     "c_map",
     "c_star",
     "chi_1",
     "chi_c",
+    "classify_phase",
     "conv_covariance_map",
     "covariance_map",
     "critical_line",
@@ -63,6 +75,8 @@ __all__ = [
     "propagate_covariance",
     "q_map",
     "q_star",
+    "residual_asymptotics",
+    "residual_propagation",
     "spatial_mode_power",
     "trainable_depth",
     "variance_profile",
