@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,24 @@ console = Console()
 
 def _fail(message: str, code: int = ExitCode.BAD_INPUT) -> None:
     fail(message, code)
+
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file, not a directory for run directories")
+
+
+def _check_run_options(seed: int | None, name: str | None) -> None:
+    if seed is not None and seed < 0:
+        fail(f"--seed must be an integer >= 0, got {seed}")
+    if name is not None and not _RUN_NAME.match(name):
+        fail(
+            f"--name must be 1-100 letters, digits, '.', '_' or '-' starting with a letter or digit "
+            f"(a directory name), got {name!r}"
+        )
 
 
 def _check_device(device: str) -> str:
@@ -111,11 +130,22 @@ def run(
 
     Exit codes: 0 done, 1 the experiment failed, 2 bad input, 3 data missing, 4 damaged run directory,
     5 a write failed (disk full), 130 interrupted (resume with --resume)."""
-    from dltheory.experiments.execute import run_experiment
+    from dltheory.experiments.execute import resolve_config, run_experiment
+    from dltheory.experiments.registry import get
     from dltheory.runner.runs import DamagedRunFileError, RunExistsError
 
     resolved = _check_device(device)
+    _check_out(out)
+    _check_run_options(seed, name)
     overrides = _parse_sets(sets)
+    try:
+        spec = get(experiment)
+    except ValueError as exc:
+        fail(exc)
+    try:
+        resolve_config(spec, profile, None, overrides)
+    except ValueError as exc:
+        fail(f"--set: {exc}" if str(exc).startswith(("unknown config key", "config key")) else exc)
     try:
         with terminate_as_interrupt():
             record = run_experiment(
@@ -179,10 +209,17 @@ def reproduce(
 
     One failing experiment does not stop the others; the report is written first, then the command exits
     with the largest exit code of its experiments (see `dltheory run --help`)."""
+    from dltheory.experiments.registry import get
     from dltheory.reproduce import reproduce as run_all
 
     store = _records_option(records_dir, no_records)
     resolved = _check_device(device)
+    _check_out(out)
+    for name in only:
+        try:
+            get(name)
+        except ValueError as exc:
+            fail(f"--only: {exc}")
     try:
         with terminate_as_interrupt():
             records, report = run_all(profile, out=out, names=only or None, records=store, device=resolved)
@@ -222,7 +259,7 @@ def report(
     from dltheory.report.html import write_report
 
     if not runs_dir.is_dir():
-        _fail(f"runs directory {runs_dir} does not exist")
+        _fail(f"RUNS_DIR {runs_dir} is not a directory (give the directory holding the run directories)")
     try:
         target = write_report(runs_dir, records=_records_option(records_dir, no_records))
     except ValueError as exc:
