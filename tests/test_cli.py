@@ -68,3 +68,52 @@ def test_data_commands():
     assert listed.exit_code == 0 and "gas-sensor" in listed.output and "search path" in listed.output
     checked = runner.invoke(app, ["data", "check"])
     assert checked.exit_code == 0 and "digits" in checked.output
+
+
+def test_json_wherever_there_is_a_table(tmp_path):
+    listed = json.loads(runner.invoke(app, ["data", "list", "--json"]).stdout)
+    assert "gas-sensor" in {d["name"] for d in listed["datasets"]} and listed["search_path"]
+    checked = json.loads(runner.invoke(app, ["data", "check", "--json"]).stdout)
+    assert {r["name"]: r["status"] for r in checked}["digits"] == "ok"
+    meanfield = json.loads(runner.invoke(app, ["meanfield", "--sigma-w2", "1.5", "--json"]).stdout)
+    assert meanfield["phase"] in ("ordered", "chaotic", "critical")
+    curve = json.loads(runner.invoke(app, ["learning-curve", "--json"]).stdout)
+    assert 0 < curve["optimal_test_error"] < 0.5
+    run = runner.invoke(app, ["run", "laurent-counterexample", "-p", "tiny", "-o", str(tmp_path), "--json"])
+    payload = json.loads(run.stdout)
+    assert run.exit_code == 0 and payload["status"] == "completed" and payload["device"] == "cpu"
+    assert payload["exit_code"] == 0 and payload["verdict"] in ("agree", "disagree", "reported")
+    result = json.loads((tmp_path / "laurent-counterexample" / "tiny" / "result.json").read_text())
+    assert result["environment"]["device"] == "cpu"
+
+
+def test_meanfield_rejects_bad_input_and_uses_the_library_phase(monkeypatch):
+    for args in (["--sigma-b2", "-1"], ["--activation", "nope"], ["--sigma-w2", "0"]):
+        bad = runner.invoke(app, ["meanfield", *args])
+        assert bad.exit_code == 2 and bad.stdout == "" and bad.stderr.count("\n") == 1
+        assert bad.stderr.startswith(f"error: {args[0]} must be")
+    import dltheory.signalprop
+
+    monkeypatch.setattr(dltheory.signalprop, "phase", lambda *args, **kwargs: "phase-from-the-library")
+    summary = json.loads(runner.invoke(app, ["meanfield", "--sigma-w2", "1.5", "--json"]).stdout)
+    assert summary["phase"] == "phase-from-the-library"
+    relu = runner.invoke(app, ["meanfield", "--activation", "relu", "--json"])  # valid: no critical point
+    assert relu.exit_code == 0 and "critical only at sigma_b2 = 0" in json.loads(relu.stdout)["critical_note"]
+
+
+def test_device_option_of_run_and_reproduce(tmp_path):
+    for command in (["run", "laurent-counterexample"], ["reproduce", "--only", "laurent-counterexample"]):
+        bad = runner.invoke(app, [*command, "-p", "tiny", "-o", str(tmp_path), "--device", "gpu"])
+        assert bad.exit_code == 2 and bad.stderr.startswith(
+            "error: --device must be auto, cpu, cuda or cuda:N"
+        )
+    cpu = runner.invoke(
+        app, ["run", "laurent-counterexample", "-p", "tiny", "-o", str(tmp_path), "--device", "cpu"]
+    )
+    assert cpu.exit_code == 0 and "on cpu" in cpu.stdout
+    # the device is not part of the run's identity: the same run is found again under another device
+    again = runner.invoke(
+        app,
+        ["run", "laurent-counterexample", "-p", "tiny", "-o", str(tmp_path), "--device", "auto", "--resume"],
+    )
+    assert again.exit_code == 0 and "already complete" in again.stdout
