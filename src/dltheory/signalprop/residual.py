@@ -116,29 +116,113 @@ def _moments(kernel: DualKernel, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return m, d
 
 
-def _branch(
-    kernel: DualKernel,
-    ops: tuple[str, ...],
-    q: np.ndarray,
-    lam: np.ndarray | None,
-    sw2: np.ndarray,
-    sb2: np.ndarray,
+@dataclass(frozen=True)
+class BranchOp:
+    """One operation of a residual branch (or the normaliser after the addition) for :func:`propagate_stack`.
+
+    ``kind``: ``"act"`` (``activation``), ``"dense"`` (``sigma_w2``, ``sigma_b2``), ``"scale"`` (multiply by
+    ``scale``) or ``"norm"`` (LayerNorm / RMSNorm of a zero-mean signal: divide by sqrt(q + ``eps``), multiply
+    by a gain of mean square ``gamma2``; ``nu`` = 1 - k / N is its backward projection factor). Numeric
+    fields may be arrays that broadcast with the stack's grid.
+    """
+
+    kind: str
+    activation: DualKernel | None = None
+    sigma_w2: Any = 1.0
+    sigma_b2: Any = 0.0
+    scale: Any = 1.0
+    gamma2: Any = 1.0
+    eps: float = 0.0
+    nu: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("kind", self.kind, ["act", "dense", "scale", "norm"])
+        if self.kind == "act" and self.activation is None:
+            raise ValueError("an 'act' BranchOp needs an activation (a DualKernel)")
+
+
+def _act_op(
+    kernel: DualKernel, q: np.ndarray, lam: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """(Q_B, Lambda_B, X_B) of one branch from its input's (q, lambda); lambda None skips correlations."""
-    factor = np.ones(q.shape)
-    for op in ops:
-        if op == "act":
-            m, d = _moments(kernel, q)
-            if lam is not None:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    c = np.where(q > 0, np.clip(lam / np.where(q > 0, q, 1.0), -1.0, 1.0), 1.0)
-                lam = _cross(kernel, q, c)
-            q, factor = np.asarray(m), factor * d
-        else:
-            q, factor = sw2 * q + sb2, factor * sw2
-            if lam is not None:
-                lam = sw2 * lam + sb2
-    return q, lam, factor
+    m, d = _moments(kernel, q)
+    if lam is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = np.where(q > 0, np.clip(lam / np.where(q > 0, q, 1.0), -1.0, 1.0), 1.0)
+        lam = _cross(kernel, q, c)
+    return m, lam, d
+
+
+def apply_op(
+    op: BranchOp, q: np.ndarray, lam: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Push (q, lambda) of a zero-mean Gaussian (or, after ``act``, its image) through one operation;
+    returns the new (q, lambda) and the factor it multiplies squared gradients by (module docstring)."""
+    if op.kind == "act":
+        assert op.activation is not None
+        return _act_op(op.activation, q, lam)
+    if op.kind == "dense":
+        lam = op.sigma_w2 * lam + op.sigma_b2 if lam is not None else None
+        return (
+            op.sigma_w2 * q + op.sigma_b2,
+            lam,
+            np.broadcast_to(np.asarray(op.sigma_w2, dtype=np.float64), q.shape),
+        )
+    if op.kind == "scale":
+        s2 = np.asarray(op.scale, dtype=np.float64) ** 2
+        return s2 * q, s2 * lam if lam is not None else None, np.broadcast_to(s2, q.shape)
+    denominator = q + op.eps
+    lam = op.gamma2 * lam / denominator if lam is not None else None
+    return op.gamma2 * q / denominator, lam, op.gamma2 * op.nu / denominator
+
+
+def propagate_stack(
+    branch: tuple[BranchOp, ...] | list[tuple[BranchOp, ...]],
+    depth: int,
+    q0: np.ndarray,
+    lam0: np.ndarray | None,
+    post: BranchOp | None | list[BranchOp | None] = None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Iterate ``h <- post(h + branch(h))`` for ``depth`` blocks in the mean field.
+
+    Args:
+        branch: the branch operations (the same for every block) or one tuple per block.
+        depth: number of blocks.
+        q0, lam0: second moment and covariance of the stream entering the first block (arrays that broadcast
+            with the operations' parameters; ``lam0`` None skips correlations).
+        post: the normaliser after the addition (None for none), or one per block.
+
+    Returns:
+        ``(q, lam, chi)``: stacked over blocks, shapes ``(depth + 1, *grid)``, same (or None) and
+        ``(depth, *grid)``.
+    """
+    branches = branch if isinstance(branch, list) else [branch] * depth
+    posts = post if isinstance(post, list) else [post] * depth
+    if len(branches) != depth or len(posts) != depth:
+        raise ValueError(
+            f"need one branch and one post-normaliser per block ({depth}), got {len(branches)}, {len(posts)}"
+        )
+    q, lam = np.asarray(q0, dtype=np.float64), None if lam0 is None else np.asarray(lam0, dtype=np.float64)
+    qs, lams, chis = [q], [lam], []
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for ops, post_op in zip(branches, posts, strict=True):
+            bq, blam, factor = q, lam, np.ones(np.shape(q))
+            for op in ops:
+                bq, blam, x = apply_op(op, bq, blam)
+                factor = factor * x
+            q, lam = q + bq, lam + blam if lam is not None and blam is not None else None
+            chi = 1.0 + factor
+            if post_op is not None:
+                q, lam, x = apply_op(post_op, q, lam)
+                chi = chi * x
+            shape = np.broadcast_shapes(np.shape(q), np.shape(chi))
+            q, chi = np.broadcast_to(q, shape), np.broadcast_to(chi, shape)
+            qs.append(q)
+            lams.append(lam)
+            chis.append(chi)
+    shape = np.broadcast_shapes(*(np.shape(v) for v in qs))
+    q_arr = np.stack([np.broadcast_to(v, shape) for v in qs])
+    lam_arr = None if lam0 is None else np.stack([np.broadcast_to(np.asarray(v), shape) for v in lams])
+    return q_arr, lam_arr, np.stack([np.broadcast_to(v, shape) for v in chis])
 
 
 @dataclass(frozen=True)
@@ -263,46 +347,38 @@ def residual_propagation(
     sb2 = check_positive("sigma_b2", sigma_b2, allow_zero=True)
     q = check_positive("q0", q0)
     c = check_in_range("c0", c0, -1.0, 1.0)
-    a2 = check_positive("alpha", alpha, allow_zero=True) ** 2
-    sw2, sb2, q, c, a2 = np.broadcast_arrays(sw2, sb2, q, c, a2)
-    q = q.astype(np.float64)
-    lam: np.ndarray | None = q * c if correlations else None
-    qs, cs, chis = [q], [c if correlations else np.full(q.shape, np.nan)], []
-    with np.errstate(over="ignore", invalid="ignore"):
-        for _ in range(depth):
-            if norm is not None and norm_position == "pre":
-                c_now = lam / q if lam is not None else None
-                dq, dlam, x = _branch(kernel, ops, np.ones(q.shape), c_now, sw2, sb2)
-                x = x * nu / q
-            else:
-                dq, dlam, x = _branch(kernel, ops, q, lam, sw2, sb2)
-            sum_q = q + a2 * dq
-            sum_lam = lam + a2 * dlam if lam is not None and dlam is not None else None
-            chi = 1.0 + a2 * x
-            if norm is not None and norm_position == "post":
-                chi = chi * nu / sum_q
-                lam = sum_lam / sum_q if sum_lam is not None else None
-                q = np.ones(q.shape)
-            else:
-                q, lam = sum_q, sum_lam
-            qs.append(q)
-            cs.append(lam / q if lam is not None else np.full(q.shape, np.nan))
-            chis.append(chi)
-    chi_arr = np.stack(chis)
+    a = check_positive("alpha", alpha, allow_zero=True)
+    sw2, sb2, q, c, a = np.broadcast_arrays(sw2, sb2, q, c, a)
+    branch, post = _stack_ops(kernel, ops, sw2, sb2, a, norm, norm_position, nu)
+    qs, lams, chi = propagate_stack(branch, depth, q, q * c if correlations else None, post)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        growth = np.concatenate([np.ones((1,) + q.shape), np.cumprod(chi_arr, axis=0)])
+        cs = lams / qs if lams is not None else np.full(qs.shape, np.nan)
+        growth = np.concatenate([np.ones((1,) + qs.shape[1:]), np.cumprod(chi, axis=0)])
         grad_growth = growth[-1] / growth
     return ResidualPropagation(
-        kernel.activation.name,
-        block,
-        norm,
-        norm_position,
-        np.stack(qs),
-        np.stack(cs),
-        chi_arr,
-        growth,
-        grad_growth,
+        kernel.activation.name, block, norm, norm_position, qs, cs, chi, growth, grad_growth
     )
+
+
+def _stack_ops(
+    kernel: DualKernel,
+    ops: tuple[str, ...],
+    sw2: Any,
+    sb2: Any,
+    alpha: Any,
+    norm: str | None,
+    norm_position: str,
+    nu: float,
+) -> tuple[tuple[BranchOp, ...], BranchOp | None]:
+    branch = [
+        BranchOp("act", kernel) if op == "act" else BranchOp("dense", sigma_w2=sw2, sigma_b2=sb2)
+        for op in ops
+    ]
+    branch.append(BranchOp("scale", scale=alpha))
+    normaliser = BranchOp("norm", nu=nu) if norm is not None else None
+    if normaliser is not None and norm_position == "pre":
+        return (normaliser, *branch), None
+    return tuple(branch), normaliser
 
 
 # ------------------------------------------------------------------------------------ branch scale
@@ -480,9 +556,13 @@ def residual_asymptotics(
     one = np.ones(1)
 
     def branch_at(q_in: float, c_in: float) -> tuple[float, float, float]:
-        dq, dlam, x = _branch(kernel, ops, q_in * one, q_in * c_in * one, sw2 * one, sb2 * one)
-        assert dlam is not None
-        return a2 * float(dq[0]), a2 * float(dlam[0]), a2 * float(x[0])
+        branch, _ = _stack_ops(kernel, ops, sw2, sb2, 1.0, None, "pre", 1.0)
+        q, lam, factor = q_in * one, q_in * c_in * one, one
+        for op in branch:
+            q, lam_next, x = apply_op(op, q, lam)
+            assert lam_next is not None
+            lam, factor = lam_next, factor * x
+        return a2 * float(q[0]), a2 * float(lam[0]), a2 * float(factor[0])
 
     if norm is not None and norm_position == "pre":
         dq, _, x = branch_at(1.0, 1.0)
