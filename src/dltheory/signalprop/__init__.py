@@ -43,6 +43,7 @@ from dltheory.signalprop.spectrum import (
     jacobian_spectrum_atoms,
     jacobian_spectrum_moments,
 )
+from dltheory.signalprop.survival import correlation_survival, q_star_for_depth, settled_survival
 
 __all__ = [
     "CriticalLine",
@@ -57,6 +58,7 @@ __all__ = [
     "c_star",
     "chi_1",
     "chi_c",
+    "correlation_survival",
     "classify_phase",
     "conv_covariance_map",
     "covariance_map",
@@ -75,8 +77,10 @@ __all__ = [
     "propagate_covariance",
     "q_map",
     "q_star",
+    "q_star_for_depth",
     "residual_asymptotics",
     "residual_propagation",
+    "settled_survival",
     "spatial_mode_power",
     "trainable_depth",
     "variance_profile",
