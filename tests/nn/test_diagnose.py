@@ -231,26 +231,6 @@ def test_vanilla_cnn_is_unrolled_and_recommendation_resets_it():
 # ------------------------------------------------------------------------------------ coverage
 
 
-class _Residual(nn.Module):
-    def __init__(self, depth, width):
-        super().__init__()
-        self.blocks = nn.ModuleList([nn.Linear(width, width) for _ in range(depth)])
-
-    def forward(self, x):
-        for block in self.blocks:
-            x = x + block(torch.tanh(x))
-        return x
-
-
-def test_residual_model_gets_no_verdict_and_says_why():
-    report = diagnose(_Residual(6, 64), torch.randn(16, 64))
-    assert report.phase is None and report.recommendation is None
-    assert report.covered_links == 0 and len(report.links) == 5
-    assert all(link["kind"] == "structure" for link in report.links)
-    assert any("skip connections" in note and "add" in note for note in report.notes)
-    assert np.all(np.isfinite(report.q)) and np.all(np.isfinite(report.chi_1))  # still measured
-
-
 def test_batch_norm_breaks_coverage_and_buffers_are_restored():
     width = 64
     layers: list[nn.Module] = [nn.Linear(width, width)]

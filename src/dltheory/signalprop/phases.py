@@ -53,3 +53,38 @@ def classify_phase(chi: object, tol: float = CRITICAL_TOL, *, bounded: object = 
         above = np.where(values > 1.0 + tol_arr, "chaotic", "critical")
         labels = np.where(values < 1.0 - tol_arr, "ordered", above)
     return np.where(finite, labels, "unbounded")
+
+
+GROWTH_VERDICTS = ("vanishing", "stable", "exploding")
+
+
+def classify_growth(growth: object, target: float = 10.0) -> np.ndarray:
+    """Label the end-to-end growth G = |g_in|^2 / |g_out|^2 of the squared gradient across a residual stack:
+    ``"exploding"`` (G > target), ``"vanishing"`` (G < 1 / target) or ``"stable"``; ``"unbounded"`` where G
+    is not finite. A residual stack has no fixed point and no per-layer phase: its gradient grows
+    polynomially, stretched-exponentially or exponentially with depth (Yang & Schoenholz 2017), so the verdict
+    is about the whole stack.
+
+    Args:
+        growth: end-to-end growth (float or array).
+        target: factor, > 1, beyond which the growth counts as exploding.
+
+    Returns:
+        A string array of the shape of ``growth``.
+
+    Examples:
+        >>> classify_growth([0.05, 3.0, 500.0]).tolist()
+        ['vanishing', 'stable', 'exploding']
+    """
+    target_arr = check_positive("target", target)
+    if np.any(target_arr <= 1.0):
+        raise ValueError(f"target must be > 1, got {target!r}")
+    try:
+        values = np.asarray(growth, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"growth must be a real number or array of real numbers, got {growth!r}") from exc
+    with np.errstate(invalid="ignore", divide="ignore"):
+        labels = np.where(
+            values > target_arr, "exploding", np.where(values < 1.0 / target_arr, "vanishing", "stable")
+        )
+    return np.where(np.isfinite(values), labels, "unbounded")

@@ -87,3 +87,33 @@ def recommendation_call(model: nn.Module, spec: str, sigma_w2: float, sigma_b2: 
             f"model.init = model.stem_init = {weights!r}; model.reset_parameters()"
         )
     return f"critical_init_(model, {spec}, sigma_b2={sigma_b2:.6g}, weights={weights!r})"
+
+
+def rescale_layers(model: nn.Module, targets: dict[str, tuple[float, float]]) -> nn.Module:
+    """Rescale the weight (and bias) of each named Linear / Conv module of ``model`` so that its variance
+    ``fan_in * mean(W^2)`` (``mean(b^2)``) becomes the target; returns ``model``.
+
+    Raises:
+        ValueError: naming a module that ``model`` does not have or that has no weight.
+    """
+    with torch.no_grad():
+        for name, (sigma_w2, sigma_b2) in targets.items():
+            try:
+                module = model.get_submodule(name)
+            except AttributeError as exc:
+                raise ValueError(
+                    f"model has no module {name!r} to rescale (targets name {sorted(targets)})"
+                ) from exc
+            weight = getattr(module, "weight", None)
+            if not isinstance(weight, torch.Tensor):
+                raise ValueError(f"module {name!r} ({type(module).__name__}) has no weight to rescale")
+            fan_in = weight[0].numel()
+            current = float(weight.double().square().mean()) * fan_in
+            if current > 0:
+                weight.mul_((sigma_w2 / current) ** 0.5)
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, torch.Tensor):
+                current_b = float(bias.double().square().mean())
+                if current_b > 0:
+                    bias.mul_((sigma_b2 / current_b) ** 0.5)
+    return model

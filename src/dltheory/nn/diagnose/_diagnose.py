@@ -14,6 +14,7 @@ from torch import nn
 from dltheory.core.activations import Activation
 from dltheory.core.validation import check_int, check_positive
 from dltheory.nn.diagnose._adapters import is_fused, recommendation_call, unrolled
+from dltheory.nn.diagnose._graph import GraphRecorder, has_structure, trace
 from dltheory.nn.diagnose._report import (
     DiagnosisReport,
     JacobianStats,
@@ -21,6 +22,7 @@ from dltheory.nn.diagnose._report import (
     Predicted,
     Recommendation,
 )
+from dltheory.nn.diagnose._structured import predict_structured
 from dltheory.nn.diagnose._theory import layer_params, predict_segment
 from dltheory.nn.diagnose._trace import (
     LAYER_TYPES,
@@ -61,6 +63,8 @@ class _Options:
     jacobian_k: int
     critical_tol: float
     seed: int
+    growth_target: float = 10.0
+    strict: bool = False
 
 
 @dataclass
@@ -72,6 +76,7 @@ class _Measurement:
     weight_norms: dict[nn.Module, float]
     jacobian: JacobianStats | None
     notes: list[str] = field(default_factory=list)
+    graph: GraphRecorder | None = None
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -122,9 +127,9 @@ def _pairs(pairs: int | Sequence[tuple[int, int]] | None, batch: int) -> tuple[n
 # ------------------------------------------------------------------------------------ running
 
 
-def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _forward(model: nn.Module, x: torch.Tensor, graph: GraphRecorder | None = None) -> torch.Tensor:
     try:
-        out = model(x)
+        out = graph.run(x) if graph is not None else model(x)
     except Exception as exc:
         raise DiagnoseError(
             f"model {type(model).__name__} raised {type(exc).__name__} on inputs of shape {tuple(x.shape)} "
@@ -144,16 +149,21 @@ def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _measure(model: nn.Module, x: torch.Tensor, options: _Options) -> _Measurement:
-    """Forward with hooks, then the backward pass of the random read-out ``sum_b <f(x_b), v_b>``."""
-    recorder = Recorder(model, x.shape[0], torch.from_numpy(options.pair_a), torch.from_numpy(options.pair_b))
+def _measure(
+    model: nn.Module, x: torch.Tensor, options: _Options, graph_module: torch.fx.GraphModule | None = None
+) -> _Measurement:
+    """Forward with hooks (and, given a graph module, through its graph with every node recorded), then
+    the backward pass of the random read-out ``sum_b <f(x_b), v_b>``."""
+    pair_a, pair_b = torch.from_numpy(options.pair_a), torch.from_numpy(options.pair_b)
+    recorder = Recorder(model, x.shape[0], pair_a, pair_b)
+    graph = GraphRecorder(graph_module, x.shape[0], pair_a, pair_b) if graph_module is not None else None
     x = x.detach().clone()
     differentiable = x.is_floating_point()  # integer inputs (token ids) have no input-output Jacobian
     if differentiable:
         x.requires_grad_(True)
     with recorder, torch.enable_grad():
-        out = _forward(model, x)
-        measurement = _Measurement(recorder, out.detach(), {}, None)
+        out = _forward(model, x, graph)
+        measurement = _Measurement(recorder, out.detach(), {}, None, graph=graph)
         modules = list(dict.fromkeys(t.module for t in recorder.layers))
         weights: list[torch.Tensor] = [m.weight for m in modules if m.weight.requires_grad]  # type: ignore[misc]
         if len(weights) < len(modules):
@@ -322,9 +332,11 @@ def _params_outside_layers(model: nn.Module, traces: list[LayerTrace]) -> list[s
     return [f"{name} {tuple(p.shape)}" for name, p in model.named_parameters() if id(p) not in seen]
 
 
-def _structure_notes(skips: list[str] | None, outside: list[str]) -> list[str]:
+def _structure_notes(skips: list[str] | None, outside: list[str], graph_mode: bool) -> list[str]:
     notes = []
-    if skips:
+    if graph_mode:
+        notes.append("followed along the torch.fx graph (skip connections and normalisers covered)")
+    elif skips:
         shown = ", ".join(skips[:8]) + (", ..." if len(skips) > 8 else "")
         notes.append(f"torch.fx found skip connections ({shown}): the mean-field chain does not cover them")
     elif skips is None:
@@ -444,10 +456,54 @@ def _report(
     c = np.array([float(np.nanmean(t.c_pairs)) if np.any(np.isfinite(t.c_pairs)) else np.nan for t in traces])
     grad_sq = np.array([float(np.mean(t.grad_sq)) if t.grad_sq is not None else np.nan for t in traces])
     chi = _link_chi(grad_sq)
-    curves = _predict(traces, params, links, spans, grad_sq, options, notes)
-    main, theory, phase, chi_bulk, recommendation = _verdict(
-        model, traces, params, links, spans, q, chi, options.critical_tol, notes
-    )
+    link_dicts: list[dict[str, Any]] = [
+        {"from": k.index, "covered": k.covered, "kind": k.kind, "reason": k.reason, "between": k.between}
+        for k in links
+    ]
+    phase: str | None
+    feeds: list[str | None] = [None if k.activation is None else k.activation.name for k in links]
+    residual = None
+    graph = run.graph
+    if graph is not None and graph.output_index is not None:
+        structured = predict_structured(
+            traces, graph.records, graph.output_index, options.pair_a, options.pair_b, options.growth_target
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            chi_pred = structured.grad_sq[:-1] / structured.grad_sq[1:]
+        curves = _Curves(structured.q, structured.c, chi_pred, structured.grad_sq, None)
+        link_dicts = structured.links
+        feeds = [link.get("activation") for link in link_dicts]
+        spans = segments([bool(link["covered"]) for link in link_dicts], n)
+        main = max((sp for sp in spans if sp[1] - sp[0] >= 2), key=lambda sp: sp[1] - sp[0], default=None)
+        theory, residual, recommendation = None, structured.residual, structured.recommendation
+        if residual is not None:
+            phase = residual.verdict
+            chi_bulk = (
+                float(residual.growth ** (1.0 / residual.blocks)) if residual.growth > 0 else float("nan")
+            )
+        else:
+            covered = [i for i, link in enumerate(link_dicts) if link["covered"]]
+            chi_bulk = _geometric_mean(chi[covered]) if covered else float("nan")
+            phase = str(classify_phase(chi_bulk, options.critical_tol)) if len(covered) >= 2 else None
+        notes.extend(structured.notes)
+        if structured.uncovered:
+            shown = "; ".join(structured.uncovered[:3])
+            more = f"; and {len(structured.uncovered) - 3} more" if len(structured.uncovered) > 3 else ""
+            notes.append(f"{len(structured.uncovered)} graph operation(s) not covered: {shown}{more}")
+        if options.strict and structured.uncovered:
+            raise DiagnoseError(
+                "strict=True: the mean-field rules do not cover " + "; ".join(structured.uncovered)
+            )
+    else:
+        curves = _predict(traces, params, links, spans, grad_sq, options, notes)
+        main, theory, phase, chi_bulk, recommendation = _verdict(
+            model, traces, params, links, spans, q, chi, options.critical_tol, notes
+        )
+        if options.strict and any(not k.covered for k in links):
+            raise DiagnoseError(
+                "strict=True: the mean-field chain does not cover "
+                + "; ".join(k.reason for k in links if not k.covered)
+            )
     gradient_growth = _geometric_mean(chi)
     depth_scale = float(1.0 / abs(np.log(chi_bulk if np.isfinite(chi_bulk) else gradient_growth)))
 
@@ -474,13 +530,15 @@ def _report(
             f"pre-activations are not finite from layer {traces[overflow[0]].label} on (overflow in "
             f"{run.output.dtype}): measurements there are inf / NaN"
         )
-    notes.extend(_structure_notes(skips, _params_outside_layers(traced, traces)))
-    notes.extend(_link_notes(links))
+    graph_mode = graph is not None and graph.output_index is not None
+    notes.extend(_structure_notes(skips, _params_outside_layers(traced, traces), graph_mode))
+    if not graph_mode:
+        notes.extend(_link_notes(links))
     input_q, input_c = _input_stats(traces[0], options.pair_a, options.pair_b)
     segment_of = {i: k for k, (a, b) in enumerate(spans) for i in range(a, b + 1)}
     layers = []
     for t in traces:
-        feeds = links[t.index].activation if t.index < n - 1 else None
+        feed = feeds[t.index] if t.index < n - 1 else None
         layers.append(
             LayerInfo(
                 t.index,
@@ -490,7 +548,7 @@ def _report(
                 t.output_shape,
                 params[t.index].sigma_w2,
                 params[t.index].sigma_b2,
-                None if feeds is None else feeds.name,
+                feed,
                 segment_of[t.index],
             )
         )
@@ -505,10 +563,7 @@ def _report(
         chi_1=chi,
         input_q=input_q,
         input_c=input_c,
-        links=[
-            {"from": k.index, "covered": k.covered, "kind": k.kind, "reason": k.reason, "between": k.between}
-            for k in links
-        ],
+        links=link_dicts,
         segments=spans,
         main_segment=main,
         chi_1_bulk=chi_bulk,
@@ -520,6 +575,8 @@ def _report(
         jacobian=jacobian,
         notes=notes,
         critical_tol=options.critical_tol,
+        residual=residual,
+        mode="graph" if graph_mode else "chain",
     )
 
 
@@ -535,6 +592,8 @@ def diagnose(
     jacobian_k: int = 4,
     critical_tol: float = 0.05,
     seed: int = 0,
+    growth_target: float = 10.0,
+    strict: bool = False,
 ) -> DiagnosisReport:
     """Measure signal and gradient propagation through ``model`` on ``inputs`` and compare it with
     mean-field theory (see the module docstring).
@@ -550,6 +609,10 @@ def diagnose(
             extra passes per Lanczos step); False: none.
         critical_tol: |chi - 1| up to which the verdict is "critical".
         seed: seeds the Gaussian read-out directions (and the Lanczos start vector).
+        growth_target: for residual stacks, the end-to-end growth of the squared gradient above which the
+            verdict is "exploding" (below its inverse "vanishing"); the recommendation aims at growth 2.
+        strict: raise :class:`DiagnoseError` naming every operation the theory does not cover, instead of
+            reporting them in ``report.notes``.
 
     Raises:
         TypeError / ValueError for bad arguments; :class:`DiagnoseError` (a ValueError) when the model raises
@@ -561,12 +624,26 @@ def diagnose(
     tol = float(check_positive("critical_tol", critical_tol))
     x = _check_inputs(model, inputs)
     pair_a, pair_b = _pairs(pairs, x.shape[0])
-    options = _Options(pair_a, pair_b, jacobian, check_int("jacobian_k", jacobian_k, minimum=1), tol, seed)
+    target = float(check_positive("growth_target", growth_target))
+    if target <= 1.0:
+        raise ValueError(f"growth_target must be > 1, got {growth_target!r}")
+    options = _Options(
+        pair_a,
+        pair_b,
+        jacobian,
+        check_int("jacobian_k", jacobian_k, minimum=1),
+        tol,
+        seed,
+        target,
+        bool(strict),
+    )
     traced = unrolled(model) if is_fused(model) else model
-    skips = find_skip_connections(traced)
+    graph_module = trace(traced)
+    skips = find_skip_connections(graph_module)
+    structured = graph_module is not None and has_structure(graph_module)
     buffers = {name: b.detach().clone() for name, b in traced.named_buffers()}
     try:
-        run = _measure(traced, x, options)
+        run = _measure(traced, x, options, graph_module if structured else None)
     finally:
         with torch.no_grad():
             for name, b in traced.named_buffers():

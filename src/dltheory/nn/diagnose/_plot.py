@@ -30,6 +30,7 @@ class ReportView(Protocol):
     chi_1_bulk: float
     phase: str | None
     predicted: Any
+    residual: Any
 
     @property
     def covered_links(self) -> int: ...
@@ -57,8 +58,69 @@ def _theory_line(ax: Any, x: np.ndarray, y: np.ndarray, spans: list[tuple[int, i
         )
 
 
+def plot_residual(report: ReportView, path: str | Path | None = None, title: str | None = None) -> Any:
+    """Four panels along the residual stream (sites: the stream entering block 1, then after each block):
+    q, c and the squared gradient, measured (markers) vs mean field (lines), and the cumulative growth of
+    the squared gradient over the first L blocks, continued past the model with copies of its last block."""
+    res = report.residual
+    sites = np.arange(res.blocks + 1)
+    fig, axes = new_figure(2, 2, figsize=(12, 8))
+    ax_q, ax_c, ax_g, ax_growth = axes.ravel()
+    ax_q.plot(sites, _positive(res.q), "o", ms=3, color="tab:blue", label="measured")
+    ax_q.plot(sites, _positive(res.q_pred), "-", color="k", lw=1.2, label="mean field")
+    ax_q.set_yscale("log")
+    ax_q.set_ylabel("q: mean squared stream activation")
+    ax_q.set_title("stream length")
+    ax_c.plot(sites, res.c, "o", ms=3, color="tab:orange", label="measured")
+    ax_c.plot(sites, res.c_pred, "-", color="k", lw=1.2, label="mean field")
+    ax_c.set_ylabel("c: correlation of two inputs")
+    ax_c.set_title("stream correlation")
+    ax_g.plot(sites, _positive(res.grad_sq), "o", ms=3, color="tab:red", label="measured")
+    ax_g.plot(
+        sites,
+        _positive(res.grad_sq_pred),
+        "-",
+        color="k",
+        lw=1.2,
+        label="mean field (anchored at the output)",
+    )
+    ax_g.set_yscale("log")
+    ax_g.set_ylabel("|dL/dh|^2 at the stream (random read-out)")
+    ax_g.set_title("gradient along the stream")
+    for ax in (ax_q, ax_c, ax_g):
+        ax.set_xlabel("residual block l (0 = stream entering block 1)")
+        ax.legend(fontsize=7)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        measured = res.grad_sq[0] / res.grad_sq
+    ax_growth.plot(sites[1:], _positive(measured[1:]), "o", ms=3, color="tab:red", label="measured")
+    if res.cumulative_pred is not None:
+        depth = np.arange(1, len(res.cumulative_pred))
+        ax_growth.plot(depth, _positive(res.cumulative_pred[1:]), "-", color="k", lw=1.2, label="mean field")
+        ax_growth.set_xscale("log")
+    for factor, style in ((10, "--"), (100, ":")):
+        ax_growth.axhline(factor, ls=style, color="0.4", lw=1, label=f"{factor}x")
+    ax_growth.axvline(res.blocks, color="tab:green", lw=1, label=f"model depth ({res.blocks} blocks)")
+    ax_growth.set_yscale("log")
+    ax_growth.set_xlabel("number of blocks L (past the model: copies of its last block)")
+    ax_growth.set_ylabel("growth |g_0|^2 / |g_L|^2")
+    ax_growth.set_title("cumulative gradient growth")
+    ax_growth.legend(fontsize=7)
+    fig.suptitle(
+        title
+        or f"residual stack: {res.verdict} (growth {res.growth:.3g} measured, {res.growth_pred:.3g} mean "
+        f"field; target {res.growth_target:g}); block {res.block}"
+    )
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, Path(path), close=False)
+    return fig
+
+
 def plot_report(report: ReportView, path: str | Path | None = None, title: str | None = None) -> Any:
-    """Draw the four panels; write a PNG to ``path`` if given; return the Figure."""
+    """Draw the four panels (the residual figure for a residual stack); write a PNG to ``path`` if given;
+    return the Figure."""
+    if getattr(report, "residual", None) is not None:
+        return plot_residual(report, path, title)
     depth = np.arange(1, len(report.layers) + 1)
     pred = report.predicted
     fig, axes = new_figure(2, 2, figsize=(12, 8))

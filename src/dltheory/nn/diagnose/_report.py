@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from dltheory.core.activations import Activation
-from dltheory.nn.diagnose._adapters import apply_critical
+from dltheory.nn.diagnose._adapters import apply_critical, rescale_layers
 from dltheory.signalprop.summary import FixedPointSummary
 
 
@@ -34,8 +34,12 @@ class LayerInfo:
 
 @dataclass(frozen=True)
 class Recommendation:
-    """The critical initialisation for the model's activation (chi_1 = 1; Schoenholz et al. 2017, eq. 5):
-    ``sigma_w2``, ``sigma_b2``, the weight scheme and the :func:`dltheory.nn.init.critical_init_` call."""
+    """What to change, and how: ``kind="critical_init"`` re-initialises a vanilla network at a critical
+    point (chi_1 = 1; Schoenholz et al. 2017, eq. 5) with ``sigma_w2``, ``sigma_b2`` and the weight scheme
+    (the :func:`dltheory.nn.init.critical_init_` call); ``kind="branch_scale"`` multiplies every residual
+    branch by ``branch_multiplier`` (the last layer of each branch gets weight variance ``targets[name][0]``
+    and bias variance ``targets[name][1]``), which brings the predicted end-to-end growth of the squared
+    gradient to ``predicted_growth`` (Yang & Schoenholz 2017: the branch scale sets the growth)."""
 
     activation: Activation
     sigma_w2: float
@@ -44,23 +48,83 @@ class Recommendation:
     q_star: float
     call: str
     note: str
+    kind: str = "critical_init"
+    branch_multiplier: float | None = None
+    targets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    predicted_growth: float | None = None
 
     def apply(self, model: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
-        """Re-initialise ``model`` in place at the recommended point: every ``nn.Linear`` / ``nn.Conv*d``
-        through ``critical_init_`` (a fused VanillaCNN through its own ``reset_parameters``)."""
+        """Carry out the recommendation on ``model`` in place and return it.
+
+        ``critical_init``: every ``nn.Linear`` / ``nn.Conv*d`` through ``critical_init_`` (a fused
+        VanillaCNN through its own ``reset_parameters``). ``branch_scale``: the last layer of every residual
+        branch (by module name) is rescaled to its target variances; applying it twice changes nothing, and
+        it applies to a freshly initialised copy of the same architecture too.
+        """
+        if self.kind == "branch_scale":
+            return rescale_layers(model, self.targets)
         return apply_critical(model, self.activation, self.sigma_w2, self.sigma_b2, self.weights, generator)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "kind": self.kind,
             "activation": self.activation.name,
             "activation_params": dict(self.activation.params),
             "sigma_w2": self.sigma_w2,
             "sigma_b2": self.sigma_b2,
             "weights": self.weights,
             "q_star": self.q_star,
+            "branch_multiplier": self.branch_multiplier,
+            "targets": {name: list(value) for name, value in self.targets.items()},
+            "predicted_growth": self.predicted_growth,
             "call": self.call,
             "note": self.note,
         }
+
+
+@dataclass
+class ResidualDiagnosis:
+    """The residual stack of a model (:func:`dltheory.signalprop.stack.find_blocks`), measured and
+    predicted at the stream entering the first block and leaving every block (``sites``).
+
+    Attributes:
+        blocks: number of residual blocks.
+        sites: graph node names of the stream sites (``blocks + 1`` of them).
+        q, q_pred, c, c_pred: stream second moment and pair correlation, measured and mean-field.
+        grad_sq, grad_sq_pred: squared gradient norm at the sites (the prediction anchored at the output).
+        growth, growth_pred: end-to-end growth ``|g_first site|^2 / |g_last site|^2``.
+        growth_target: growth up to which the verdict is "stable" (and down to whose inverse).
+        verdict: ``"stable"``, ``"exploding"`` (growth > target) or ``"vanishing"`` (growth < 1 / target).
+        cumulative_pred: predicted growth of the first L blocks, L = 0..len - 1 (past the model's depth: more
+            copies of its last block).
+        depth_10x, depth_100x: predicted number of such blocks at which the growth first exceeds 10 / 100
+            (None: not within the horizon ``len(cumulative_pred) - 1``).
+        block: description of the branch, e.g. ``"norm -> dense -> act(gelu) -> dense"``; None when the
+            blocks differ or an operation has no block-level form.
+    """
+
+    blocks: int
+    sites: list[str]
+    q: np.ndarray
+    q_pred: np.ndarray
+    c: np.ndarray
+    c_pred: np.ndarray
+    grad_sq: np.ndarray
+    grad_sq_pred: np.ndarray
+    growth: float
+    growth_pred: float
+    growth_target: float
+    verdict: str
+    cumulative_pred: np.ndarray | None
+    depth_10x: int | None
+    depth_100x: int | None
+    block: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            out[key] = value.tolist() if isinstance(value, np.ndarray) else value
+        return out
 
 
 @dataclass(frozen=True)
@@ -128,6 +192,8 @@ class DiagnosisReport:
     jacobian: JacobianStats | None
     notes: list[str] = field(default_factory=list)
     critical_tol: float = 0.05
+    residual: ResidualDiagnosis | None = None
+    mode: str = "chain"
 
     @property
     def covered_links(self) -> int:
@@ -159,6 +225,19 @@ class DiagnosisReport:
             "xi_c_predicted": None if theory is None else theory.xi_c,
             "jacobian_mean_sq": None if self.jacobian is None else self.jacobian.mean_sq,
             "recommendation": None if self.recommendation is None else self.recommendation.call,
+            **self._residual_summary(),
+        }
+
+    def _residual_summary(self) -> dict[str, Any]:
+        if self.residual is None:
+            return {}
+        r = self.residual
+        return {
+            "residual_blocks": r.blocks,
+            "gradient_growth_measured": r.growth,
+            "gradient_growth_predicted": r.growth_pred,
+            "blocks_to_10x_predicted": r.depth_10x,
+            "blocks_to_100x_predicted": r.depth_100x,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,4 +267,6 @@ class DiagnosisReport:
             "recommendation": None if self.recommendation is None else self.recommendation.to_dict(),
             "jacobian": None if self.jacobian is None else self.jacobian.__dict__,
             "notes": list(self.notes),
+            "mode": self.mode,
+            "residual": None if self.residual is None else self.residual.to_dict(),
         }

@@ -394,15 +394,13 @@ def analyse_links(layers: list[LayerTrace], leaves: list[LeafCall]) -> list[Link
 _ADD_TARGETS = (operator.add, operator.iadd, torch.add)
 
 
-def skip_connections(model: nn.Module) -> list[str] | None:
-    """Names of tensor-tensor additions and concatenations in the ``torch.fx`` graph of ``model`` (skip
-    connections), or None when the model cannot be traced symbolically."""
-    try:
-        graph = torch.fx.symbolic_trace(model).graph
-    except Exception:  # noqa: BLE001 - any tracing failure only means "structure unknown"
+def skip_connections(graph_module: torch.fx.GraphModule | None) -> list[str] | None:
+    """Names of tensor-tensor additions and concatenations in a ``torch.fx`` graph (skip connections), or
+    None when there is no graph (the model could not be traced symbolically)."""
+    if graph_module is None:
         return None
     found = []
-    for node in graph.nodes:
+    for node in graph_module.graph.nodes:
         tensor_args = [arg for arg in node.args if isinstance(arg, torch.fx.Node)]
         if node.op == "call_function" and node.target in _ADD_TARGETS and len(tensor_args) >= 2:
             found.append(f"add {node.name}")
