@@ -63,6 +63,14 @@ PAPER_LIST: tuple[Paper, ...] = (
         "every local minimum is global when hidden widths are at least min(input, output); a "
         "non-differentiable loss breaks it",
     ),
+    Paper(
+        "yang",
+        "Yang & Schoenholz (NeurIPS 2017): Mean Field Residual Networks: On the Edge of Chaos",
+        "Residual networks have no fixed point: with bounded activations the variance grows linearly and "
+        "gradients stretched-exponentially with depth, with ReLU both exponentially; the branch scale sets "
+        "the growth, and trainability follows sigma_w sqrt(L) rather than the edge of chaos.",
+        "peak test accuracy of tanh residual networks on MNIST is set by sigma_w sqrt(L)",
+    ),
 )
 
 #: papers by key, in report order

@@ -30,3 +30,7 @@ from dltheory.nn.jacobian import jacobian_singular_values as jacobian_singular_v
 from dltheory.nn.models import VanillaCNN as VanillaCNN
 from dltheory.nn.optim import EndToEndOptimizer as EndToEndOptimizer
 from dltheory.nn.optim import preconditioned_gradient as preconditioned_gradient
+
+# residual networks initialised as the residual mean field assumes (Yang & Schoenholz 2017)
+from dltheory.nn.resnets import ResidualMLP as ResidualMLP
+from dltheory.nn.resnets import ResNet as ResNet
