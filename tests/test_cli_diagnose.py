@@ -115,3 +115,14 @@ def test_errors_exit_with_code_2_and_a_message(factory_file, factory, shape, mes
     result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+def test_residual_model_module_factory_prints_the_stream_and_the_verdict(tmp_path):
+    args = ["diagnose", "dltheory.nn.resnets:ResidualMLP", "--input-shape", "32", "--batch", "16"]
+    args += ["--set", "d_in=32", "--set", "width=64", "--set", "depth=30", "--no-plot"]
+    result = CliRunner().invoke(_app(), args)
+    assert result.exit_code == 0, result.output
+    assert "residual stream (30 blocks" in result.output and "verdict:" in result.output
+    assert "recommendation:" in result.output and "branch multiplier" in result.output
+    strict = CliRunner().invoke(_app(), [*args, "--strict", "--set", "block=mlp"])
+    assert strict.exit_code == 0, strict.output  # fully covered: strict changes nothing

@@ -126,6 +126,23 @@ def print_report(report: Any, console: Console, title: str) -> None:
         cells = [_fmt(None if v is None else float(v), 3) for v in values]
         layers.add_row(str(i), f"{layer.name} ({layer.kind})", *cells)
     console.print(layers)
+    residual = getattr(report, "residual", None)
+    if residual is not None:
+        stream = Table(title=f"residual stream ({residual.blocks} blocks; measured | mean field)")
+        for column in ("site", "q", "q mf", "c", "c mf", "|g|^2", "|g|^2 mf"):
+            stream.add_column(column, justify="right")
+        step = max(1, math.ceil(len(residual.sites) / 16))
+        for k in range(0, len(residual.sites), step):
+            values = [residual.q[k], residual.q_pred[k], residual.c[k], residual.c_pred[k]]
+            values += [residual.grad_sq[k], residual.grad_sq_pred[k]]
+            stream.add_row(residual.sites[k], *(_fmt(float(v), 3) for v in values))
+        console.print(stream)
+        console.print(
+            f"[bold]verdict:[/bold] {residual.verdict} (growth of |g|^2 across the stack "
+            f"{residual.growth:.4g}, mean field {residual.growth_pred:.4g}, target "
+            f"{residual.growth_target:g}); these blocks reach 10x at {residual.depth_10x} and 100x at "
+            f"{residual.depth_100x} blocks"
+        )
     for note in report.notes:
         console.print(f"- {note}")
     if report.recommendation is not None:
@@ -148,6 +165,12 @@ def register(app: typer.Typer) -> None:
         pairs: int | None = typer.Option(None, "--pairs", help="input pairs for the correlation c^l"),
         spectrum: bool = typer.Option(False, "--spectrum", help="also extreme Jacobian singular values"),
         eval_mode: bool = typer.Option(False, "--eval", help="put the model in eval mode first"),
+        growth_target: float = typer.Option(
+            10.0, "--growth-target", help="residual stacks: |g|^2 growth above which the verdict is exploding"
+        ),
+        strict: bool = typer.Option(
+            False, "--strict", help="fail, naming them, if some operations are not covered"
+        ),
         seed: int = typer.Option(0, "--seed", help="seed of the random inputs and read-out"),
         out: Path | None = typer.Option(Path("diagnose.png"), "--out", help="figure path (PNG)"),
         no_plot: bool = typer.Option(False, "--no-plot", help="do not write the figure"),
@@ -173,7 +196,13 @@ def register(app: typer.Typer) -> None:
                 model.eval()
             inputs = make_inputs(data, shape, batch, seed)
             report = diagnose(
-                model, inputs, pairs=pairs, jacobian="spectrum" if spectrum else True, seed=seed
+                model,
+                inputs,
+                pairs=pairs,
+                jacobian="spectrum" if spectrum else True,
+                seed=seed,
+                growth_target=growth_target,
+                strict=strict,
             )
         except (ValueError, TypeError, FileNotFoundError) as exc:
             err.print(f"[red]error:[/red] {exc}")
