@@ -24,16 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dltheory.core.io import atomic_save, atomic_write_json, read_json
+from dltheory.core.figures import new_figure, save_figure
+from dltheory.core.io import atomic_write_json, read_json
 from dltheory.experiments._xiao_common import ImageData, image_data
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
 from dltheory.nn.diagnose import DiagnosisReport, diagnose
@@ -420,7 +417,7 @@ def _panel(ax: Any, curves: dict[str, Any], key: str, color: str, label: str, lo
 def plot(result: Result, figures_dir: Path) -> list[Path]:
     configs = {o["name"]: o for o in result.data["configs"]}
     colors = {"ordered": "tab:blue", "critical": "tab:green", "chaotic": "tab:red"}
-    fig, axes = plt.subplots(2, 3, figsize=(17, 9))
+    fig, axes = new_figure(2, 3, figsize=(17, 9))
     for o in configs.values():
         if o["family"] != "mlp":
             continue
@@ -471,10 +468,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     axes[1, 2].set_title("short training budget")
     axes[1, 2].legend(fontsize=7)
     fig.tight_layout()
-    path = Path(figures_dir) / "diagnostics.png"
-    atomic_save(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, Path(figures_dir) / "diagnostics.png")]
 
 
 EXPERIMENT = ExperimentSpec(
