@@ -94,3 +94,29 @@ def test_the_graphed_step_refuses_a_batch_of_another_shape():
         step(x, y)
     with pytest.raises(ValueError, match="must match the captured one"):
         step(batches[2][0][:4], batches[2][1][:4])
+
+
+def test_the_training_loop_uses_the_eager_step_on_a_cpu_and_refuses_graph_mode(tmp_path):
+    from dltheory.runner.train import train
+
+    model, batches = _model_and_batches(steps=4)
+    optimizer, scheduler = build_optimizer(model, TrainingRecipe(warmup_steps=2))
+    outcome = train(
+        model, optimizer, lambda step: batches[step], F.cross_entropy, steps=4, scheduler=scheduler
+    )
+    assert outcome.step_mode == "eager" and outcome.status == "completed"
+    with pytest.raises(ValueError, match="mode='graph'"):
+        train(model, optimizer, lambda step: batches[step], F.cross_entropy, steps=4, step_mode="graph")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (graph capture)")
+def test_the_training_loop_replays_a_cuda_graph_for_a_capturable_optimizer():
+    from dltheory.runner.train import train
+
+    model, batches = _model_and_batches("cuda", steps=8)
+    optimizer, scheduler = build_optimizer(model, TrainingRecipe(warmup_steps=2), capturable=True)
+    outcome = train(
+        model, optimizer, lambda step: batches[step], F.cross_entropy, steps=8, scheduler=scheduler
+    )
+    assert outcome.step_mode == "graph" and outcome.status == "completed"
+    assert outcome.history[-1]["loss"] < 2.3

@@ -36,6 +36,7 @@ from dltheory.core.io import atomic_save, atomic_write_text, to_json
 from dltheory.core.progress import progress_bar
 from dltheory.core.validation import check_int, check_positive
 from dltheory.runner.devices import resolve_device
+from dltheory.runner.graphed import GraphedStep, make_train_step
 from dltheory.runner.runs import DamagedRunFileError, RunDir, read_metrics_file
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -74,6 +75,7 @@ class TrainOutcome:
         final: the last record (with the final evaluation).
         resumed_from: the step of the checkpoint the run continued from (0 for a fresh run).
         stopped_by_budget: the wall-clock budget ended the run before ``steps``.
+        step_mode: ``"graph"`` when the steps of this call were replayed from a CUDA graph, else ``"eager"``.
     """
 
     status: str
@@ -82,6 +84,7 @@ class TrainOutcome:
     final: dict[str, Any] = field(default_factory=dict)
     resumed_from: int = 0
     stopped_by_budget: bool = False
+    step_mode: str = "eager"
 
 
 _CHECKPOINT_KEYS = {"model": dict, "optimizer": dict, "step": int, "history": list, "status": str}
@@ -110,6 +113,7 @@ def train(
     device: str | torch.device | None = None,
     budget_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    step_mode: str = "auto",
 ) -> TrainOutcome:
     """Train ``model`` for ``steps`` optimizer steps; see the module docstring for the guarantees.
 
@@ -137,6 +141,10 @@ def train(
             exceed it (estimated by the mean time of the steps done so far, so at least one step runs),
             then evaluates, checkpoints and returns with ``stopped_by_budget``.
         clock: the clock the budget is measured with (seconds; injectable for tests).
+        step_mode: ``"auto"`` replays each step from a CUDA graph where that is possible (a CUDA model and
+            an optimizer built for capture, see :mod:`dltheory.runner.graphed`), ``"graph"`` insists on
+            it, ``"eager"`` never uses it. A graphed step checks the loss after the update (one launch
+            per step), so a diverging run's last checkpoint holds the non-finite step's parameters.
 
     Returns:
         The :class:`TrainOutcome`.
@@ -206,6 +214,9 @@ def train(
             if run_dir is not None:
                 run_dir.log_metrics(entry)
 
+        graphed, _ = make_train_step(model, optimizer, loss_fn, mode=step_mode)
+        if not isinstance(graphed, GraphedStep):
+            graphed = None
         step, status, last_loss = start, "completed", math.nan
         started, session_steps = clock(), 0
         with ExitStack() as stack:
@@ -213,15 +224,19 @@ def train(
             model.train()
             for step in range(start, steps):
                 x, y = _to_device(get_batch(step), target)
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
-                value = float(loss.detach())
+                if graphed is not None:
+                    value = float(graphed(x, y))
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = loss_fn(model(x), y)
+                    value = float(loss.detach())
                 if not math.isfinite(value):
                     record({"run": name, "step": step + 1, "loss": value, "diverged": True})
                     status, step = "diverged", step + 1
                     break
-                loss.backward()
-                optimizer.step()
+                if graphed is None:
+                    loss.backward()
+                    optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
                 done = step + 1
@@ -252,7 +267,8 @@ def train(
                 record(final_entry)
         save(step, status)
         final = history[-1] if history else {}
-        return TrainOutcome(status, step, history, final, resumed_from, by_budget)
+        mode = "eager" if graphed is None else "graph"
+        return TrainOutcome(status, step, history, final, resumed_from, by_budget, mode)
 
 
 def _evaluate(
