@@ -75,8 +75,13 @@ FAST_NODES = 8
 ACCURATE_NODES = 16
 
 
+@lru_cache(maxsize=8)
+def _legendre(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(nodes)
+
+
 def _gauss_legendre_pieces(breaks: np.ndarray, nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    t, w = np.polynomial.legendre.leggauss(nodes)
+    t, w = _legendre(nodes)
     lo, hi = breaks[..., :-1, None], breaks[..., 1:, None]
     half = 0.5 * (hi - lo)
     z = lo + half * (t + 1.0)

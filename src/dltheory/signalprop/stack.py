@@ -148,7 +148,7 @@ def _op(node: GraphNode) -> BranchOp | None | bool:
         return None
     if node.kind == "act":
         assert isinstance(node.activation, Activation)
-        return BranchOp("act", dual_kernel(node.activation))
+        return BranchOp("act", dual_kernel(node.activation), fast=True)
     if node.kind == "dense":
         assert node.layer is not None
         return BranchOp("dense", sigma_w2=node.layer.sigma_w2, sigma_b2=node.layer.sigma_b2)

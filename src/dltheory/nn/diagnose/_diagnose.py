@@ -23,7 +23,7 @@ from dltheory.nn.diagnose._report import (
     Recommendation,
 )
 from dltheory.nn.diagnose._structured import predict_structured
-from dltheory.nn.diagnose._theory import layer_params, predict_segment
+from dltheory.nn.diagnose._theory import clear_cache, layer_params, predict_segment
 from dltheory.nn.diagnose._trace import (
     LAYER_TYPES,
     NORM_TYPES,
@@ -448,9 +448,10 @@ def _report(
 ) -> DiagnosisReport:
     traces, notes = run.recorder.layers, run.notes
     n = len(traces)
-    links = analyse_links(traces, run.recorder.leaves)
+    graph_run = run.graph is not None and run.graph.output_index is not None
+    links = [] if graph_run else analyse_links(traces, run.recorder.leaves)
     params = [layer_params(t) for t in traces]
-    spans = segments([link.covered for link in links], n)
+    spans = segments([link.covered for link in links], n) if not graph_run else [(0, n - 1)]
 
     q = np.array([float(np.mean(t.q_samples)) for t in traces])
     c = np.array([float(np.nanmean(t.c_pairs)) if np.any(np.isfinite(t.c_pairs)) else np.nan for t in traces])
@@ -637,6 +638,14 @@ def diagnose(
         target,
         bool(strict),
     )
+    clear_cache()
+    try:
+        return _diagnose(model, x, options)
+    finally:
+        clear_cache()
+
+
+def _diagnose(model: nn.Module, x: torch.Tensor, options: _Options) -> DiagnosisReport:
     traced = unrolled(model) if is_fused(model) else model
     graph_module = trace(traced)
     skips = find_skip_connections(graph_module)

@@ -165,6 +165,7 @@ class GraphRecorder(torch.fx.Interpreter):
         self.graph_module = graph_module
         self.batch = batch
         self.pair_a, self.pair_b = pair_a, pair_b
+        self._pa, self._pb = pair_a.numpy(), pair_b.numpy()
         self.records: list[NodeRecord] = []
         self.index: dict[str, int] = {}
         self.output_index: int | None = None
@@ -204,23 +205,17 @@ class GraphRecorder(torch.fx.Interpreter):
         layout = self.layout.get(n.name, "first")
         inputs = self._signal_inputs(n)
         node, label, module_name = self._classify(n, args, kwargs, inputs, result, layout)
-        flat = result.detach().reshape(self.batch, -1).to(torch.float64)
-        sq = flat.square().sum(dim=1)
-        dots = (flat[self.pair_a] * flat[self.pair_b]).sum(dim=1)
+        flat = result.detach().reshape(self.batch, -1)  # products in the tensor's dtype, sums in float64
+        sq = flat.square().sum(dim=1, dtype=torch.float64).cpu().numpy()
+        dots = (flat[self.pair_a] * flat[self.pair_b]).sum(dim=1, dtype=torch.float64).cpu().numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
-            c = (dots / torch.sqrt(sq[self.pair_a] * sq[self.pair_b])).cpu().numpy()
-        diag, cross = _maps(result, layout, self.pair_a, self.pair_b)
-        record = NodeRecord(
-            len(self.records),
-            n.name,
-            label,
-            node,
-            module_name,
-            (sq / flat.shape[1]).cpu().numpy(),
-            c,
-            diag,
-            cross,
-        )
+            c = dots / np.sqrt(sq[self._pa] * sq[self._pb])
+        size = flat.shape[1]
+        if result.dim() == 2:  # no positions: the maps are the per-input means themselves
+            diag, cross = sq / size, dots / size
+        else:
+            diag, cross = _maps(result, layout, self.pair_a, self.pair_b)
+        record = NodeRecord(len(self.records), n.name, label, node, module_name, sq / size, c, diag, cross)
         self.index[n.name] = record.index
         self.records.append(record)
         if result.requires_grad:

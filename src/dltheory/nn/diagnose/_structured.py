@@ -20,8 +20,10 @@ from dltheory.signalprop.stack import StackBlock, branch_ops, find_blocks, solve
 
 #: the growth a recommended branch scale aims at (squared gradient across the whole stack)
 AIM_GROWTH = 2.0
-#: how many blocks the depth laws are continued to (copies of the model's last block)
-HORIZON = 10_000
+#: how far the depth laws are continued (copies of the model's last block): this many times the model's
+#: depth, at least MIN_HORIZON blocks
+HORIZON_FACTOR = 4
+MIN_HORIZON = 1_000
 
 
 @dataclass
@@ -144,13 +146,20 @@ def _residual(
     block_ops = [o for o in ops if o is not None]
     descriptions = {_describe(nodes, b) for b in blocks}
     block = descriptions.pop() if len(descriptions) == 1 else None
-    cumulative = depth_10x = depth_100x = None
     recommendation = None
     q0 = float(prediction.q[sites[0]]) if np.isfinite(prediction.q[sites[0]]) else float(q[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cumulative: np.ndarray | None = g_pred[0] / g_pred  # the model's own blocks, along the graph
+    if cumulative is not None and not np.all(np.isfinite(cumulative)):
+        cumulative = None
     if len(block_ops) == len(blocks):
-        stack = stack_growth(block_ops, q0, horizon=max(HORIZON, len(blocks)), until=100.0)
-        cumulative = stack.growth
-        depth_10x, depth_100x = stack.depth_exceeding(10.0), stack.depth_exceeding(100.0)
+        horizon = max(HORIZON_FACTOR * len(blocks), MIN_HORIZON)
+        q_last = float(prediction.q[sites[-1]])
+        if cumulative is not None and cumulative[-1] < 100.0 and np.isfinite(q_last):
+            more = stack_growth(
+                [block_ops[-1]], q_last, horizon=horizon - len(blocks), until=100.0 / cumulative[-1]
+            )
+            cumulative = np.concatenate([cumulative, cumulative[-1] * more.growth[1:]])
         if verdict == "exploding" or (verdict == "vanishing" and not np.isfinite(growth)):
             recommendation = _recommend(records, nodes, blocks, block_ops, q0, growth, verdict, notes)
     else:
@@ -158,6 +167,10 @@ def _residual(
             "some residual blocks have no block-level form (projection shortcuts, normalisers with a bias): "
             "the depth laws and the branch-scale recommendation are not computed"
         )
+    depth_10x = depth_100x = None
+    if cumulative is not None:
+        reached = [np.nonzero(cumulative >= factor)[0] for factor in (10.0, 100.0)]
+        depth_10x, depth_100x = (int(r[0]) if r.size else None for r in reached)
     if verdict == "vanishing" and recommendation is None:
         notes.append(
             f"the squared gradient shrinks {1 / growth:.3g}x across the stack (post-norm stacks lose a "

@@ -36,13 +36,30 @@ def conv_geometry(module: Any) -> ConvGeometry:
     return ConvGeometry(stride, dilation, _pad_widths(module), module.padding_mode)
 
 
+_VARIANCES: dict[tuple[int, int, int], tuple[float, float]] = {}
+
+
+def clear_cache() -> None:
+    """Forget cached weight variances (called around each diagnosis: ids are only unique while the
+    modules live)."""
+    _VARIANCES.clear()
+
+
 def weight_variances(module: nn.Module) -> tuple[float, float]:
-    """``(fan_in * mean(W^2), mean(b^2))`` of a Linear / Conv module (0 without bias)."""
-    weight = torch.as_tensor(module.weight).detach().to(torch.float64)
-    fan_in = int(weight.shape[1] * int(np.prod(weight.shape[2:], dtype=np.int64)))
-    sigma_w2 = float(weight.square().mean()) * fan_in
+    """``(fan_in * mean(W^2), mean(b^2))`` of a Linear / Conv module (0 without bias), accumulated in
+    float64; cached during one diagnosis per weight tensor and version (an in-place change invalidates
+    it)."""
+    weight = torch.as_tensor(module.weight).detach()
     bias = getattr(module, "bias", None)
-    sigma_b2 = float(bias.detach().to(torch.float64).square().mean()) if bias is not None else 0.0
+    key = (id(module.weight), weight._version, -1 if bias is None else bias._version)
+    if key in _VARIANCES:
+        return _VARIANCES[key]
+    fan_in = int(weight.shape[1] * int(np.prod(weight.shape[2:], dtype=np.int64)))
+    sigma_w2 = float(weight.square().sum(dtype=torch.float64)) / weight.numel() * fan_in
+    sigma_b2 = (
+        float(bias.detach().square().sum(dtype=torch.float64)) / bias.numel() if bias is not None else 0.0
+    )
+    _VARIANCES[key] = (sigma_w2, sigma_b2)
     return sigma_w2, sigma_b2
 
 
