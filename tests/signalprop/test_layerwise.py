@@ -157,3 +157,17 @@ def test_fixed_point_summary_and_critical_parameters():
     sw2, sb2 = critical_parameters("tanh", 0.05)
     assert sb2 == 2.01e-5 and sw2 == pytest.approx(float(critical_sigma_w2("tanh", 2.01e-5)), rel=1e-12)
     assert critical_parameters("leaky_relu", 0.0) == (pytest.approx(2 / (1 + 0.01**2)), 0.0)
+
+
+def test_growth_verdict_of_residual_stacks():
+    from dltheory.signalprop.phases import classify_growth
+
+    assert classify_growth([0.01, 0.5, 9.9, 10.1, np.inf], 10.0).tolist() == [
+        "vanishing",
+        "stable",
+        "stable",
+        "exploding",
+        "unbounded",
+    ]
+    with pytest.raises(ValueError, match="target must be > 1"):
+        classify_growth(2.0, 1.0)
