@@ -26,12 +26,24 @@ links. ``report.recommendation`` gives a critical (sigma_w2, sigma_b2) (the smal
 line for bounded activations, where orthogonal weights give dynamical isometry; sigma_b2 = 0 for the ReLU
 family) and the :func:`dltheory.nn.init.critical_init_` call that puts the model there.
 
+Skip connections and normalisers: when ``torch.fx`` can trace the model and its graph adds two computed
+tensors or contains a LayerNorm / RMSNorm / one-group GroupNorm, the diagnosis follows the graph instead
+(``report.mode == "graph"``): every intermediate tensor is recorded and predicted with the rules of
+:mod:`dltheory.signalprop.graph` (independent additions, scalings, normalisers; BatchNorm, attention and
+pooling are named as not covered and the prediction restarts after them). For a residual stack
+``report.residual`` compares the stream's q, c and squared gradient with the residual mean field
+(Yang & Schoenholz 2017), ``report.phase`` is the growth verdict (``"stable"``, ``"exploding"``,
+``"vanishing"``; :func:`dltheory.signalprop.phases.classify_growth`) and ``report.recommendation`` a
+branch multiplier that brings the predicted growth to 2 (``kind="branch_scale"``, carried out by
+``.apply``). Models that cannot be traced are diagnosed with hooks, as chains.
+
 The model runs in its current mode (train / eval); buffers (batch-norm running statistics) are restored
 afterwards and no ``.grad`` is written.
 
 Layout: this package's public face is :func:`diagnose`, :class:`DiagnosisReport`, :class:`Recommendation`
 and :class:`DiagnoseError`; behind it ``_trace`` (hooks), ``_theory`` (weights -> mean-field parameters),
-``_report`` (the report types), ``_plot`` (its figure), ``_adapters`` (fused models, re-initialisation)
+``_report`` (the report types), ``_plot`` (its figure), ``_adapters`` (fused models, re-initialisation),
+``_graph`` (the torch.fx recorder), ``_structured`` (graph-mode predictions and the residual verdict)
 and ``_diagnose`` (the entry point). All maths lives in :mod:`dltheory.signalprop`.
 """
 

@@ -615,10 +615,28 @@ def diagnose(
         strict: raise :class:`DiagnoseError` naming every operation the theory does not cover, instead of
             reporting them in ``report.notes``.
 
+    Returns:
+        :class:`DiagnosisReport`; for a residual stack ``report.residual`` holds the stream statistics, the
+        growth verdict and the depth laws, and ``report.recommendation`` the branch scale.
+
     Raises:
         TypeError / ValueError for bad arguments; :class:`DiagnoseError` (a ValueError) when the model raises
-        on the inputs or does not return a batch; ValueError when the model runs no ``nn.Linear`` /
-        ``nn.Conv*d`` layer.
+        on the inputs or does not return a batch, or (``strict=True``) names what the theory does not
+        cover; ValueError when the model runs no ``nn.Linear`` / ``nn.Conv*d`` layer.
+
+    References:
+        Poole et al. 2016; Schoenholz et al. 2017; Xiao et al. 2018 (chains); Yang & Schoenholz 2017
+        (residual stacks).
+
+    Examples:
+        >>> import torch
+        >>> from dltheory.nn import ResidualMLP
+        >>> model = ResidualMLP(16, 64, depth=30, sigma_w2=1.5, generator=torch.Generator().manual_seed(0))
+        >>> report = diagnose(model, torch.randn(16, 16, generator=torch.Generator().manual_seed(1)))
+        >>> report.mode, report.phase, report.residual.blocks
+        ('graph', 'exploding', 30)
+        >>> report.recommendation.kind
+        'branch_scale'
     """
     if jacobian not in JACOBIAN_MODES:
         raise ValueError(f"jacobian must be one of {list(JACOBIAN_MODES)}, got {jacobian!r}")
