@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import matplotlib.image
@@ -12,6 +13,7 @@ from dltheory.experiments import xiao_depth, xiao_init, xiao_recipe, xiao_traina
 from dltheory.experiments.base import Result, config_to_dict
 from dltheory.nn.models import critical_point
 from dltheory.runner.runs import RunDir
+from dltheory.signalprop import settled_survival
 from support import MNIST_FILES, has_dataset
 
 pytestmark = pytest.mark.skipif(not has_dataset("mnist", MNIST_FILES), reason="MNIST not available")
@@ -80,3 +82,34 @@ def test_xiao_recipe_tiny_trains_every_setting(tmp_path):
     assert all(s["steps_done"] == steps for r in runs.values() for s in r["seeds"].values())
     assert len(result.claims) == 3
     assert all(len(r["accuracies"]) == 1 for r in runs.values())
+
+
+def test_xiao_depth_paper_features_baseline_budget_theory_q_star_full_test_set(tmp_path):
+    config = dataclasses.replace(
+        xiao_depth.PROFILES["tiny"],
+        depths=(2, 12),
+        q_star_target=0.99,
+        baseline_init="gaussian",
+        scale_head_lr=True,
+        steps=10**6,  # only the wall-clock budget can end these runs
+        budget_s=2.0,
+        monitor_size=32,
+        evaluations=1000,
+    )
+    result, run_dir = _run(xiao_depth, tmp_path, config)
+    runs = result.data["runs"]
+    assert list(runs) == ["2", "12", "12-gaussian"]
+    q_star = result.data["q_star"]
+    assert float(settled_survival("tanh", 12, q_star, 0.5)) == pytest.approx(0.99, abs=2e-3)
+    for run in runs.values():
+        assert run["stopped_by_budget"] and 1 <= run["steps_done"] < 10**6
+        assert run["step_mode"] == "eager"  # CPU
+        assert len(run["gradient_norms_init"]) == len(run["gradient_layers"])
+        # the final accuracy is measured on all test images, not the monitored subset
+        n = config.test_size
+        assert run["final_test_accuracy"] * n == pytest.approx(round(run["final_test_accuracy"] * n))
+    deep, base = runs["12"], runs["12-gaussian"]
+    assert deep["sigma_w2"] == base["sigma_w2"]  # same critical point
+    assert any("beats gaussian" in claim.name for claim in result.claims)
+    partial = json.loads((run_dir.path / "partial.json").read_text())
+    assert set(partial["runs"]) == set(runs)

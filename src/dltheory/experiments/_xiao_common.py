@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -55,11 +56,18 @@ def image_data(dataset: str, train_size: int, test_size: int, device: str = "cpu
     )
 
 
-def evaluator(data: ImageData, train_eval_size: int = 1000):  # type: ignore[no-untyped-def]
-    """Test accuracy and loss, and (``train_eval_size > 0``) training accuracy and loss on the first
-    ``train_eval_size`` training images."""
+def evaluator(  # type: ignore[no-untyped-def]
+    data: ImageData, train_eval_size: int = 1000, test_size: int | None = None
+):
+    """Test accuracy and loss (on the first ``test_size`` test images, default all), and
+    (``train_eval_size > 0``) training accuracy and loss on the first ``train_eval_size`` training
+    images."""
     test = accuracy_evaluator(
-        data.x_test, data.y_test, prefix="test", loss_fn=F.cross_entropy, batch_size=500
+        data.x_test[:test_size],
+        data.y_test[:test_size],
+        prefix="test",
+        loss_fn=F.cross_entropy,
+        batch_size=500,
     )
     n = min(train_eval_size, len(data.y_train))
     if n == 0:
@@ -86,11 +94,20 @@ def train_network(
     name: str,
     evaluations: int = 5,
     train_eval_size: int = 1000,
+    monitor_size: int | None = None,
+    budget_s: float | None = None,
 ) -> TrainOutcome:
     """Train ``model`` for ``steps`` steps of ``recipe`` (cross-entropy, shuffled epochs); evaluate
-    ``evaluations`` times; checkpoint to ``run_dir`` (resumable) under ``name``. A non-finite loss ends the
-    run with status "diverged"."""
-    optimizer, scheduler = build_optimizer(model, recipe)
+    ``evaluations`` times (on the first ``monitor_size`` test images, default all); checkpoint to
+    ``run_dir`` (resumable) under ``name``. A non-finite loss ends the run with status "diverged";
+    ``budget_s`` stops it early by wall clock (see :func:`dltheory.runner.train.train`).
+
+    On a CUDA device (``run_dir.device``) the model moves there first and Adam is built for CUDA-graph
+    capture, so that :func:`~dltheory.runner.train.train` replays every step from one graph."""
+    device = torch.device(run_dir.device) if run_dir is not None else next(model.parameters()).device
+    model.to(device)
+    capturable = device.type == "cuda" and recipe.optimizer == "adam"
+    optimizer, scheduler = build_optimizer(model, recipe, capturable=capturable)
     sampler = EpochSampler(len(data.y_train), batch_size, seed)
 
     def get_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,14 +122,35 @@ def train_network(
         F.cross_entropy,
         steps=steps,
         run_dir=run_dir,
-        evaluate=evaluator(data, train_eval_size),
+        evaluate=evaluator(data, train_eval_size, monitor_size),
         eval_every=every,
         checkpoint_every=every if run_dir is not None else 0,
         log_every=max(steps // 50, 1),
         scheduler=scheduler,
         seed=seed,
         name=name,
+        budget_s=budget_s,
     )
+
+
+def stack_gradient_norms(model: VanillaCNN, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """``||dL/dW_l||`` for every layer l of the deep stack on one batch (cross-entropy), without touching
+    the model's stored gradients: the spread of these norms across depth is the empirical face of
+    dynamical isometry (flat at the critical point with orthogonal kernels, vanishing with Gaussian ones).
+    """
+    model.train()
+    loss = F.cross_entropy(model(x), y)
+    (grad,) = torch.autograd.grad(loss, model.stack_weight)
+    return grad.flatten(1).norm(dim=1).double().cpu().numpy()
+
+
+def gradient_spread(norms: np.ndarray) -> dict[str, float]:
+    """Summary of per-layer gradient norms: first / last layer ratio and max / min ratio (inf where a
+    layer's gradient underflowed to 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        first_last = float(norms[0] / norms[-1]) if norms[-1] > 0 else math.inf
+        max_min = float(norms.max() / norms.min()) if norms.min() > 0 else math.inf
+    return {"first_over_last": first_last, "max_over_min": max_min, "zero_layers": int(np.sum(norms == 0))}
 
 
 def curves(outcome: TrainOutcome) -> dict[str, list[float]]:
