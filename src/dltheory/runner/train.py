@@ -214,9 +214,8 @@ def train(
             if run_dir is not None:
                 run_dir.log_metrics(entry)
 
-        graphed, _ = make_train_step(model, optimizer, loss_fn, mode=step_mode)
-        if not isinstance(graphed, GraphedStep):
-            graphed = None
+        chosen, _ = make_train_step(model, optimizer, loss_fn, mode=step_mode)
+        graphed = chosen if isinstance(chosen, GraphedStep) else None
         step, status, last_loss = start, "completed", math.nan
         started, session_steps = clock(), 0
         with ExitStack() as stack:
