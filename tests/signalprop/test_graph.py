@@ -152,3 +152,17 @@ def test_node_errors():
     with pytest.raises(ValueError, match="kind must be one of"):
         NormSpec("batch")
     assert NormSpec("layer", size=100).nu == pytest.approx(0.98) and math.isclose(NormSpec("rms").nu, 1.0)
+
+
+def test_backward_runs_per_input_when_given_per_input_gradients():
+    """A normaliser divides each input's squared gradient by that input's own variance: with per-input
+    anchors the mean prediction is mean_a(g_a / q_a), not mean(g) * mean(1 / q)."""
+    nodes = [GraphNode("input"), GraphNode("norm", (0,), norm=NormSpec("rms", eps=0.0))]
+    q = np.array([1.0, 4.0, 1.0, 4.0])
+    measured = {0: (q, np.zeros(2))}
+    grads = np.full((2, 4), np.nan)
+    grads[1] = [1.0, 3.0, 1.0, 3.0]
+    out = propagate_graph(nodes, 1, measured, grads, *PAIRS)
+    assert out.grad_sq[0] == pytest.approx(np.mean(grads[1] / q))
+    pooled = propagate_graph(nodes, 1, measured, np.nanmean(grads, axis=1), *PAIRS)
+    assert pooled.grad_sq[0] == pytest.approx(np.mean(grads[1]) * np.mean(1 / q))

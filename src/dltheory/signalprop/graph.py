@@ -138,6 +138,7 @@ class GraphPrediction:
     restarts: list[int] = field(default_factory=list)
     anchors: list[int] = field(default_factory=list)
     uncovered: dict[int, str] = field(default_factory=dict)
+    per_input: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
 
 def _stats(maps: Maps, pair_a: np.ndarray, pair_b: np.ndarray) -> tuple[float, float]:
@@ -148,7 +149,7 @@ def _stats(maps: Maps, pair_a: np.ndarray, pair_b: np.ndarray) -> tuple[float, f
     return float(np.mean(maps.diag)), c
 
 
-def _norm(spec: NormSpec, maps: Maps, pair_a: np.ndarray, pair_b: np.ndarray) -> tuple[Maps, float]:
+def _norm(spec: NormSpec, maps: Maps, pair_a: np.ndarray, pair_b: np.ndarray) -> tuple[Maps, np.ndarray]:
     if spec.over_positions:
         flat = maps.diag.reshape(maps.diag.shape[0], -1)
         var = np.broadcast_to(flat.mean(axis=1).reshape((-1,) + (1,) * (maps.diag.ndim - 1)), maps.diag.shape)
@@ -157,7 +158,7 @@ def _norm(spec: NormSpec, maps: Maps, pair_a: np.ndarray, pair_b: np.ndarray) ->
     denominator = var + spec.eps
     diag = spec.gamma2 * maps.diag / denominator + spec.beta2
     cross = spec.gamma2 * maps.cross / np.sqrt(denominator[pair_a] * denominator[pair_b]) + spec.beta2
-    factor = spec.gamma2 * spec.nu * float(np.mean(1.0 / denominator))
+    factor = spec.gamma2 * spec.nu * (1.0 / denominator).reshape(denominator.shape[0], -1).mean(axis=1)
     return Maps(diag, cross, maps.gaussian, maps.centred and spec.beta2 == 0.0, maps.sources), factor
 
 
@@ -176,8 +177,10 @@ def propagate_graph(
         output: index of the output node (the backward pass starts there).
         measured: node index -> measured ``(diag, cross)`` maps of its output, used at the inputs and
             where the forward prediction restarts.
-        measured_grad_sq: per node, the measured mean squared gradient norm (NaN where not measured), used
-            at the output and where the backward prediction restarts.
+        measured_grad_sq: per node, the measured mean squared gradient norm (NaN where not measured), or
+            per node and input (shape ``[nodes, inputs]``: the backward pass then runs per input, so that
+            inputs of different variance keep their own factors), used at the output and where the backward
+            prediction restarts.
         pair_a, pair_b: the inputs of each tracked pair.
 
     Returns:
@@ -297,7 +300,8 @@ def _forward(
             qa, qb = first.diag[pair_a], first.diag[pair_b]
             corr = np.clip(first.cross / np.sqrt(qa * qb), -1.0, 1.0)
         cross = np.broadcast_to(maps.cross(qa, qb, np.nan_to_num(corr)), first.cross.shape)
-        out.factor[i] = float(np.mean(d))
+        out.per_input[i] = np.asarray(d).reshape(np.shape(d)[0], -1).mean(axis=1)
+        out.factor[i] = float(np.mean(out.per_input[i]))
         return Maps(np.asarray(m), np.asarray(cross), False, node.activation.parity == "odd", first.sources)
     if node.kind == "add":
         shapes = {s.diag.shape for s in inputs if s is not None}
@@ -338,7 +342,8 @@ def _forward(
             )
             return None
         state, factor = _norm(node.norm, first, pair_a, pair_b)
-        out.factor[i] = factor
+        out.per_input[i] = factor
+        out.factor[i] = float(np.mean(factor))
         return state
     out.factor[i] = 1.0  # pass
     diag, cross = first.diag, first.cross
@@ -348,19 +353,32 @@ def _forward(
 
 
 def _backward(nodes: Sequence[GraphNode], output: int, measured: np.ndarray, out: GraphPrediction) -> None:
+    """Squared gradient norms per input (a node's factor may differ between inputs: activations and
+    normalisers see each input's own variance), reported as means over the inputs."""
     consumers: list[list[int]] = [[] for _ in nodes]
     for i, node in enumerate(nodes):
         for j in set(node.inputs):
             consumers[j].append(i)
-    out.grad_sq[output] = measured[output]
+    per_input = measured.ndim == 2
+    grads: list[np.ndarray | None] = [None] * len(nodes)
+
+    def value(i: int) -> np.ndarray:
+        return measured[i] if per_input else np.asarray([measured[i]])
+
+    grads[output] = value(output)
     for i in range(output - 1, -1, -1):
         users = [k for k in consumers[i] if k <= output]
         if not users:
             continue
-        factors = [out.factor[k] for k in users]
-        values = [out.grad_sq[k] for k in users]
-        if all(np.isfinite(f) and np.isfinite(v) for f, v in zip(factors, values, strict=True)):
-            out.grad_sq[i] = float(sum(f * v for f, v in zip(factors, values, strict=True)))
-        elif np.isfinite(measured[i]):
-            out.grad_sq[i] = float(measured[i])
+        if all(np.isfinite(out.factor[k]) and grads[k] is not None for k in users):
+            total = np.zeros(np.shape(value(i)))
+            for k in users:
+                factor = out.per_input.get(k, out.factor[k]) if per_input else out.factor[k]
+                total = total + factor * grads[k]  # type: ignore[operator]
+            grads[i] = total
+        elif np.all(np.isfinite(value(i))):
+            grads[i] = value(i)
             out.anchors.append(i)
+    for i, g in enumerate(grads):
+        if g is not None:
+            out.grad_sq[i] = float(np.mean(g))

@@ -490,7 +490,9 @@ class GraphRecorder(torch.fx.Interpreter):
 
 
 def measured_inputs(records: list[NodeRecord]) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray]:
-    """The measured maps of every recorded node and its mean squared gradient (NaN where none)."""
+    """The measured maps of every recorded node and its squared gradient norm per input ``[nodes, inputs]``
+    (NaN where none)."""
     maps = {r.index: (r.diag, r.cross) for r in records}
-    grads = np.array([float(np.mean(r.grad_sq)) if r.grad_sq is not None else np.nan for r in records])
+    batch = next((r.grad_sq.shape[0] for r in records if r.grad_sq is not None), 1)
+    grads = np.stack([r.grad_sq if r.grad_sq is not None else np.full(batch, np.nan) for r in records])
     return maps, grads

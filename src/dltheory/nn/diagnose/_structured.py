@@ -265,7 +265,9 @@ def predict_structured(
     g = np.where(np.array(pick) >= 0, prediction.grad_sq[pick], np.nan) if pick else np.zeros(0)
     notes: list[str] = []
     uncovered = [f"{records[i].label}: {reason}" for i, reason in sorted(prediction.uncovered.items())]
-    residual, recommendation = _residual(records, nodes, prediction, grads, growth_target, notes)
+    with np.errstate(invalid="ignore"):
+        mean_grads = np.nanmean(grads, axis=1) if grads.size else np.zeros(0)
+    residual, recommendation = _residual(records, nodes, prediction, mean_grads, growth_target, notes)
     if prediction.restarts:
         shown = ", ".join(records[i].label for i in prediction.restarts[:4])
         notes.append(f"the forward prediction restarts from measured statistics at {shown}")
