@@ -265,8 +265,9 @@ def predict_structured(
     g = np.where(np.array(pick) >= 0, prediction.grad_sq[pick], np.nan) if pick else np.zeros(0)
     notes: list[str] = []
     uncovered = [f"{records[i].label}: {reason}" for i, reason in sorted(prediction.uncovered.items())]
-    with np.errstate(invalid="ignore"):
-        mean_grads = np.nanmean(grads, axis=1) if grads.size else np.zeros(0)
+    measured_rows = np.any(np.isfinite(grads), axis=1) if grads.size else np.zeros(0, dtype=bool)
+    mean_grads = np.full(len(records), np.nan)
+    mean_grads[measured_rows] = np.nanmean(grads[measured_rows], axis=1)
     residual, recommendation = _residual(records, nodes, prediction, mean_grads, growth_target, notes)
     if prediction.restarts:
         shown = ", ".join(records[i].label for i in prediction.restarts[:4])
