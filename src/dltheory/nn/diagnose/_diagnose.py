@@ -155,7 +155,7 @@ def _measure(
     """Forward with hooks (and, given a graph module, through its graph with every node recorded), then
     the backward pass of the random read-out ``sum_b <f(x_b), v_b>``."""
     pair_a, pair_b = torch.from_numpy(options.pair_a), torch.from_numpy(options.pair_b)
-    recorder = Recorder(model, x.shape[0], pair_a, pair_b)
+    recorder = Recorder(model, x.shape[0], pair_a, pair_b, light=graph_module is not None)
     graph = GraphRecorder(graph_module, x.shape[0], pair_a, pair_b) if graph_module is not None else None
     x = x.detach().clone()
     differentiable = x.is_floating_point()  # integer inputs (token ids) have no input-output Jacobian

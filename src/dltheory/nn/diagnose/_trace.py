@@ -59,6 +59,7 @@ POOL_TYPES = (
     nn.modules.pooling._LPPoolNd,
 )
 SUBSAMPLE = 4096
+_EMPTY = torch.zeros(0, dtype=torch.float64)
 _MATCH_RTOL = 1e-4
 _MATCH_ATOL = 1e-6
 
@@ -164,10 +165,10 @@ def _position_maps(
 def _output_stats(
     h: torch.Tensor, pair_a: torch.Tensor, pair_b: torch.Tensor
 ) -> tuple[np.ndarray, np.ndarray]:
-    flat = h.detach().reshape(h.shape[0], -1).to(torch.float64)
-    sq = flat.square().sum(dim=1)
+    flat = h.detach().reshape(h.shape[0], -1)  # products in the tensor's dtype, sums in float64
+    sq = flat.square().sum(dim=1, dtype=torch.float64)
     q = sq / flat.shape[1]
-    dots = (flat[pair_a] * flat[pair_b]).sum(dim=1)
+    dots = (flat[pair_a] * flat[pair_b]).sum(dim=1, dtype=torch.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         c = (dots / torch.sqrt(sq[pair_a] * sq[pair_b])).cpu().numpy()
     return q.cpu().numpy(), c
@@ -176,10 +177,13 @@ def _output_stats(
 class Recorder:
     """Installs the hooks on ``model``; :attr:`layers` and :attr:`leaves` fill up during a forward pass."""
 
-    def __init__(self, model: nn.Module, batch: int, pair_a: torch.Tensor, pair_b: torch.Tensor):
+    def __init__(
+        self, model: nn.Module, batch: int, pair_a: torch.Tensor, pair_b: torch.Tensor, *, light: bool = False
+    ):
         self.model = model
         self.batch = batch
         self.pair_a, self.pair_b = pair_a, pair_b
+        self.light = light  # no value subsamples (they only serve the chain's link analysis)
         self.layers: list[LayerTrace] = []
         self.leaves: list[LeafCall] = []
         self.skipped: list[str] = []
@@ -240,8 +244,8 @@ class Recorder:
                 c_pairs=c,
                 input_q_map=q_map,
                 input_pair_map=pair_map,
-                input_sub=subsample(x),
-                output_sub=subsample(output),
+                input_sub=_EMPTY if self.light else subsample(x),
+                output_sub=_EMPTY if self.light else subsample(output),
                 input_numel=x.numel(),
                 output_numel=output.numel(),
             )
