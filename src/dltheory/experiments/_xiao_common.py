@@ -96,11 +96,13 @@ def train_network(
     train_eval_size: int = 1000,
     monitor_size: int | None = None,
     budget_s: float | None = None,
+    checkpoints: bool = True,
 ) -> TrainOutcome:
     """Train ``model`` for ``steps`` steps of ``recipe`` (cross-entropy, shuffled epochs); evaluate
     ``evaluations`` times (on the first ``monitor_size`` test images, default all); checkpoint to
     ``run_dir`` (resumable) under ``name``. A non-finite loss ends the run with status "diverged";
-    ``budget_s`` stops it early by wall clock (see :func:`dltheory.runner.train.train`).
+    ``budget_s`` stops it early by wall clock, ``checkpoints=False`` writes none (see
+    :func:`dltheory.runner.train.train`).
 
     On a CUDA device (``run_dir.device``) the model moves there first and Adam is built for CUDA-graph
     capture, so that :func:`~dltheory.runner.train.train` replays every step from one graph."""
@@ -130,6 +132,7 @@ def train_network(
         seed=seed,
         name=name,
         budget_s=budget_s,
+        checkpoints=checkpoints,
     )
 
 

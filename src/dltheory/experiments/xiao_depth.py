@@ -80,6 +80,7 @@ class Config:
     monitor_size: int | None = None  # test images evaluated during training (None: all)
     evaluations: int = 5
     precision: str = "fp32"  # "tf32": TensorFloat-32 products on CUDA (opt-in)
+    checkpoints: bool = True  # False: no checkpoints (a killed run restarts; for throw-away GPU machines)
     loss_fraction: float = 0.7  # "trains": final training loss < loss_fraction * ln(10)
     # deepest vs shallowest test accuracy; None: reported, not judged (the paper's statement is about trained
     # networks, a CPU budget of a few hundred steps leaves deep ones behind)
@@ -175,6 +176,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
                 evaluations=config.evaluations,
                 monitor_size=config.monitor_size,
                 budget_s=None if config.budget_s is None else config.budget_s * depth / deepest,
+                checkpoints=config.checkpoints,
             )
             trained = outcome.step - outcome.resumed_from
             wall = time.perf_counter() - started

@@ -114,6 +114,7 @@ def train(
     budget_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     step_mode: str = "auto",
+    checkpoints: bool = True,
 ) -> TrainOutcome:
     """Train ``model`` for ``steps`` optimizer steps; see the module docstring for the guarantees.
 
@@ -141,6 +142,9 @@ def train(
             exceed it (estimated by the mean time of the steps done so far, so at least one step runs),
             then evaluates, checkpoints and returns with ``stopped_by_budget``.
         clock: the clock the budget is measured with (seconds; injectable for tests).
+        checkpoints: write checkpoints to ``run_dir`` (False: metrics only, for throw-away machines where
+            a checkpoint cannot be kept, e.g. a 4 GB 10,000-layer model in a short GPU window; a killed
+            run then restarts from step 0).
         step_mode: ``"auto"`` replays each step from a CUDA graph where that is possible (a CUDA model and
             an optimizer built for capture, see :mod:`dltheory.runner.graphed`), ``"graph"`` insists on
             it, ``"eager"`` never uses it. A graphed step checks the loss after the update (one launch
@@ -194,7 +198,7 @@ def train(
             return TrainOutcome(status, start, history, final, resumed_from, by_budget)
 
         def save(step: int, run_status: str) -> None:
-            if checkpoint_file is None:
+            if checkpoint_file is None or not checkpoints:
                 return
             state = {
                 "model": model.state_dict(),
