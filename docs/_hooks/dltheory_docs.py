@@ -50,7 +50,6 @@ OPTIONAL_PAGES = (
 #: warnings are shown as INFO (listed here so that they are fixed at the source, not forgotten); every other
 #: docstring warning fails the strict build
 KNOWN_DOCSTRING_ISSUES = (
-    "src/dltheory/nn/models.py:",  # "Args:" lines naming two parameters at once
     "src/dltheory/nn/diagnose/",  # "Raises:" entries griffe cannot split
     "src/dltheory/signalprop/layerwise.py:",  # "Args:" lines naming two parameters at once
     "src/dltheory/signalprop/summary.py:",  # "Args:" lines naming two parameters at once

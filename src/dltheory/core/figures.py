@@ -21,7 +21,8 @@ def new_figure(
     """A figure and its axes, like ``pyplot.subplots`` but detached from pyplot's figure manager.
 
     Args:
-        nrows, ncols: grid of axes.
+        nrows: rows of the grid of axes.
+        ncols: columns of the grid of axes.
         figsize: size in inches.
         **subplot_kw: passed to :meth:`Figure.subplots` (``sharex``, ``squeeze``, ``gridspec_kw``, ...).
 

@@ -118,11 +118,12 @@ class VanillaCNN(nn.Module):
     Args:
         depth: number of layers of the deep circular stack (0 allowed).
         channels: width c of every hidden layer.
-        in_channels, num_classes: image channels (1 for MNIST, 3 for CIFAR-10) and classes.
+        in_channels: image channels (1 for MNIST, 3 for CIFAR-10).
+        num_classes: number of classes (outputs of the read-out layer).
         activation: ``"tanh"`` (the paper's), ``"hard_tanh"``, ``"relu"`` or ``"linear"``.
         init: ``"delta_orthogonal"``, ``"orthogonal"`` or ``"gaussian"`` for the stack.
-        sigma_w2, sigma_b2: weight and bias variances; ``sigma_w2=None`` = the critical value at
-            ``sigma_b2`` (``sigma_b2=None`` = :data:`DEFAULT_SIGMA_B2`, 0 for ReLU and linear).
+        sigma_w2: weight variance; ``None`` = the critical value at ``sigma_b2``.
+        sigma_b2: bias variance; ``None`` = :data:`DEFAULT_SIGMA_B2` (0 for ReLU and linear).
         q_star: instead of ``sigma_w2``/``sigma_b2``: the critical point with this fixed-point variance.
         padding: ``"circular"`` (the paper's) or ``"zeros"`` for the stack (the stem always pads zeros).
         checkpoint: ``"auto"`` (keep every activation if they fit in ``activation_memory`` bytes, else
@@ -130,6 +131,7 @@ class VanillaCNN(nn.Module):
         impl: ``"fused"`` (fast) or ``"autograd"`` (plain autograd loop with torch.utils.checkpoint;
             supports double backward).
         stem_init: scheme of the three stem convolutions (default: ``init``).
+        activation_memory: bytes of stored activations ``checkpoint="auto"`` allows before it checkpoints.
         generator: torch generator for the initialisation (default: torch's global RNG).
     """
 

@@ -73,14 +73,17 @@ class ResidualMLP(nn.Module):
     """A residual MLP initialised as the mean-field theory assumes (module docstring).
 
     Args:
-        d_in, width, d_out: input, stream and output widths.
+        d_in: input width.
+        width: stream width (every block's input and output).
         depth: number of residual blocks.
+        d_out: output width.
         activation: ``"tanh"``, ``"relu"`` or ``"gelu"``.
         block: ``"reduced"``, ``"two_layer"`` or ``"mlp"``.
         norm: None, ``"layer"`` (LayerNorm) or ``"rms"`` (RMSNorm), unit gain and zero bias.
         norm_position: ``"pre"`` (before each branch) or ``"post"`` (after each addition).
         alpha: branch multiplier.
-        sigma_w2, sigma_b2: weight and bias variances of every Linear layer.
+        sigma_w2: weight variance of every Linear layer.
+        sigma_b2: bias variance of every Linear layer.
         generator: random generator of the initialisation.
 
     Examples:
@@ -150,11 +153,14 @@ class ResNet(nn.Module):
     blocks at constant width and resolution, global average pooling, linear head (module docstring).
 
     Args:
-        in_channels, channels, classes: image channels, stream channels, outputs.
+        in_channels: image channels.
+        channels: stream channels (every block's input and output).
         depth: number of residual blocks.
+        classes: outputs of the linear head.
         activation: ``"tanh"``, ``"relu"`` or ``"gelu"``.
         alpha: branch multiplier.
-        sigma_w2, sigma_b2: weight and bias variances.
+        sigma_w2: weight variance of every convolution and of the head.
+        sigma_b2: bias variance of every convolution and of the head.
         padding_mode: ``"zeros"`` or ``"circular"`` (circular padding is what the theory describes exactly).
         generator: random generator of the initialisation.
 

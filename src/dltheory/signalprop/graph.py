@@ -181,7 +181,8 @@ def propagate_graph(
             per node and input (shape ``[nodes, inputs]``: the backward pass then runs per input, so that
             inputs of different variance keep their own factors), used at the output and where the backward
             prediction restarts.
-        pair_a, pair_b: the inputs of each tracked pair.
+        pair_a: the first input of each tracked pair.
+        pair_b: the second input of each tracked pair.
 
     Returns:
         :class:`GraphPrediction`.

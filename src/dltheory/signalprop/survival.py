@@ -56,9 +56,11 @@ def correlation_survival(
     Args:
         activation: activation name or :class:`~dltheory.core.activations.Activation`.
         depths: increasing non-negative layer counts at which to report S.
-        sigma_w2, sigma_b2: weight and bias variances.
-        q_a, q_b, q_ab: pre-activation variances and covariance of the two inputs at the first layer;
-            ``|q_ab| < sqrt(q_a q_b)`` (distinct inputs).
+        sigma_w2: weight variance.
+        sigma_b2: bias variance.
+        q_a: pre-activation variance of the first input at the first layer.
+        q_b: pre-activation variance of the second input at the first layer.
+        q_ab: their covariance at the first layer; ``|q_ab| < sqrt(q_a q_b)`` (distinct inputs).
 
     Returns:
         Array of shape ``(len(depths),) + broadcast shape``.
