@@ -5,9 +5,16 @@ Trains the vanilla tanh CNN of Xiao et al. (2018) (:class:`dltheory.nn.VanillaCN
 no skips) on MNIST with the recipe of :mod:`dltheory.nn.recipe`, once per initialisation of the deep
 stack, both at the critical point of the mean-field theory. Each run lives in ``OUT/<init>/`` (config,
 metrics.jsonl, checkpoints): interrupting and re-running the same command resumes where it stopped.
-``OUT/summary.json`` and ``OUT/curves.png`` collect both runs.
+``--summarise`` then turns ``OUT`` into a run directory of the ``xiao-depth`` experiment (result.json with
+claims and provenance, the experiment's figure: curves and per-layer gradient norms, the final accuracy on
+10,000 test images), which ``dltheory record OUT --name cpu-10000`` copies into the store.
 
-The full run (about 2 hours on 2 cores; measured step time in the README, "10,000-layer vanilla CNNs")::
+Recipe (chosen from the theory and short runs, see the docs' xiao pages): q* = 0.001, the largest q* whose
+mean-field correlation map keeps 99% of two inputs' decorrelation over 10,000 layers
+(:func:`dltheory.signalprop.q_star_for_depth`); Adam with the stack at lr / depth and the read-out at
+lr / sqrt(q*) (the pooled features have size sqrt(q*)); warm-up 10 steps.
+
+The full run (about 2-3 hours on 2 cores; the recorded wall time is in its record)::
 
     OMP_NUM_THREADS=1 python benchmarks/xiao_depth10k.py --out runs/xiao-depth10k --init delta_orthogonal &
     OMP_NUM_THREADS=1 python benchmarks/xiao_depth10k.py --out runs/xiao-depth10k --init gaussian &
@@ -21,27 +28,40 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import math
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
-from dltheory.core.io import atomic_write_json
-from dltheory.experiments._xiao_common import CHANCE_LOSS, curves, final_metrics, image_data, train_network
+from dltheory.core.io import atomic_write_json, read_json
+from dltheory.experiments import xiao_depth
+from dltheory.experiments._xiao_common import (
+    CHANCE_LOSS,
+    ImageData,
+    curves,
+    evaluator,
+    final_metrics,
+    gradient_spread,
+    image_data,
+    stack_gradient_norms,
+    train_network,
+)
+from dltheory.experiments.base import Claim, Result
 from dltheory.experiments.execute import environment_info
 from dltheory.nn.models import VanillaCNN
 from dltheory.nn.recipe import TrainingRecipe
+from dltheory.runner.records import command_line
 from dltheory.runner.runs import RunDir
 
 INITS = ("delta_orthogonal", "gaussian")
+LOSS_FRACTION = 0.7  # "trains": final training loss below this fraction of ln 10 (as in xiao-depth)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,7 +91,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--train-size", type=int, default=60000)
-    p.add_argument("--test-size", type=int, default=1000)
+    p.add_argument("--test-size", type=int, default=1000, help="test images evaluated during training")
+    p.add_argument(
+        "--final-test-size", type=int, default=10000, help="test images of the final evaluation (--summarise)"
+    )
     p.add_argument("--train-eval-size", type=int, default=500)
     p.add_argument(
         "--checkpoint", default="none", help="'none' (3.9 GB, fastest), 'sqrt' (~1.3 GB), 'auto' or an int"
@@ -154,42 +177,142 @@ def run_one(args: argparse.Namespace, init: str) -> dict:
     return record
 
 
-def summarise(args: argparse.Namespace) -> dict:
-    records = {}
-    for init in INITS:
-        file = args.out / init / "record.json"
-        if file.exists():
-            records[init] = json.loads(file.read_text())
-    summary = {"depth": args.depth, "channels": args.channels, "chance_loss": CHANCE_LOSS, "runs": records}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for init, color in zip(INITS, ("C0", "C3"), strict=True):
-        if init not in records:
-            continue
-        r = records[init]
-        label = init.replace("_", "-") + (f" ({r['status']})" if r["status"] != "completed" else "")
-        ax_loss.plot(r["step"], r["loss"], color=color, lw=0.8, alpha=0.7, label=f"{label}, mini-batch")
-        ax_loss.plot(
-            r["eval_step"], r["train_loss"], "o-", color=color, ms=4, label=f"{label}, training subset"
-        )
-        ax_acc.plot(
-            r["eval_step"], [100 * a for a in r["test_accuracy"]], "o-", color=color, ms=4, label=label
-        )
-    ax_loss.axhline(CHANCE_LOSS, color="grey", ls="--", label="chance (ln 10)")
-    ax_loss.set_xlabel("training step")
-    ax_loss.set_ylabel("cross-entropy (nats)")
-    ax_loss.legend(fontsize=7)
-    ax_acc.axhline(10, color="grey", ls="--", label="chance (10%)")
-    ax_acc.set_xlabel("training step")
-    ax_acc.set_ylabel("test accuracy (%)")
-    ax_acc.legend(fontsize=7)
-    fig.suptitle(
-        f"Vanilla tanh CNN with {args.depth:,} layers on MNIST ({args.channels} channels), critical point"
+def _model(args: argparse.Namespace, init: str) -> VanillaCNN:
+    return VanillaCNN(
+        args.depth,
+        args.channels,
+        init=init,
+        q_star=args.q_star,
+        stem_init="gaussian",
+        checkpoint="sqrt",
+        generator=torch.Generator().manual_seed(args.seed),
     )
-    fig.tight_layout()
-    fig.savefig(args.out / "curves.png", dpi=110)
-    plt.close(fig)
-    return summary
+
+
+def _gradient_profile(args: argparse.Namespace, init: str, data: ImageData) -> dict[str, Any]:
+    """Per-layer gradient norms on the first training batch at initialisation and after training (from
+    the final checkpoint), and the final model's accuracy on all ``--final-test-size`` test images."""
+    probe = data.x_train[: args.batch_size], data.y_train[: args.batch_size]
+    model = _model(args, init)
+    norms_init = stack_gradient_norms(model, *probe)
+    state = torch.load(args.out / init / "checkpoints" / "train.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    norms_final = stack_gradient_norms(model, *probe)
+    model.eval()
+    with torch.no_grad():
+        full = evaluator(data, train_eval_size=0)(model)
+    layers = np.unique(np.geomspace(1, args.depth, 64).astype(int)) - 1
+    return {
+        "gradient_layers": (layers + 1).tolist(),
+        "gradient_norms_init": norms_init[layers].tolist(),
+        "gradient_norms_final": norms_final[layers].tolist(),
+        "gradient_spread_init": gradient_spread(norms_init),
+        "gradient_spread_final": gradient_spread(norms_final),
+        "final_test_accuracy": full["test_accuracy"],
+        "final_test_loss": full["test_loss"],
+    }
+
+
+def summarise(args: argparse.Namespace) -> dict[str, Any]:
+    """Collect both runs into ``OUT`` as a run directory of ``xiao-depth`` (config, status, result.json with
+    the provenance :func:`dltheory.runner.records.record_run` needs, the experiment's figure), so that
+    ``dltheory record OUT --name cpu-10000`` stores it."""
+    records = {init: read_json(args.out / init / "record.json") for init in INITS}
+    starts = {init: read_json(args.out / init / "provenance.json") for init in INITS}
+    if any(r["status"] != "completed" for r in records.values()):
+        raise SystemExit(f"not every run has completed: { {k: r['status'] for k, r in records.items()} }")
+    data = image_data("mnist", args.train_size, args.final_test_size)
+    runs: dict[str, Any] = {}
+    for init in INITS:
+        r = records[init]
+        label = str(args.depth) if init == INITS[0] else f"{args.depth}-{init}"
+        runs[label] = {
+            **{
+                k: r[k] for k in ("step", "loss", "eval_step", "test_accuracy", "test_loss", "train_accuracy")
+            },
+            "train_loss": r["train_loss"],
+            "status": r["status"],
+            "steps_done": r["steps_done"],
+            "final_train_accuracy": r["final_train_accuracy"],
+            "final_train_loss": r["final_train_loss"],
+            "depth": args.depth,
+            "init": init,
+            "sigma_w2": r["sigma_w2"],
+            "step_mode": "eager",
+            "stopped_by_budget": False,
+            "seconds_per_step": r["s_per_step_incl_eval"],
+            "monitor_test_accuracy": r["final_test_accuracy"],
+            **_gradient_profile(args, init, data),
+        }
+    deep, base = runs[str(args.depth)], runs[f"{args.depth}-{INITS[1]}"]
+    threshold = LOSS_FRACTION * CHANCE_LOSS
+    claims = [
+        Claim(
+            f"depth {args.depth} trains: final training loss below {LOSS_FRACTION} x chance",
+            f"< {threshold:.3f} nats",
+            deep["final_train_loss"],
+            None,
+            bool(deep["final_train_loss"] < threshold),
+            f"test accuracy {deep['final_test_accuracy']:.3f} on {args.final_test_size} test images after "
+            f"{deep['steps_done']} steps",
+        ),
+        Claim(
+            f"at depth {args.depth}, {INITS[0]} beats {INITS[1]} kernels (same critical point, recipe and "
+            "budget)",
+            "higher test accuracy by > 5 points",
+            [deep["final_test_accuracy"], base["final_test_accuracy"]],
+            0.05,
+            bool(deep["final_test_accuracy"] > base["final_test_accuracy"] + 0.05),
+            f"{INITS[1]}: final training loss {base['final_train_loss']:.3f}, {base['steps_done']} steps; "
+            f"{base['gradient_spread_init']['zero_layers']} of {args.depth} layers get an exactly zero "
+            "gradient at initialisation (underflow)",
+        ),
+    ]
+    recipe = records[INITS[0]]["recipe"]
+    result = Result(
+        "xiao-depth",
+        claims=claims,
+        data={
+            "depths": [args.depth],
+            "runs": runs,
+            "chance_loss": CHANCE_LOSS,
+            "q_star": args.q_star,
+            "sigma_b2": records[INITS[0]]["sigma_b2"],
+        },
+        notes=[
+            f"MNIST: {args.train_size} training images; accuracy during training on the first "
+            f"{args.test_size} test images, final accuracy on the first {args.final_test_size}; "
+            f"{args.channels} channels, q* = {args.q_star:g} (the correlation map keeps 99% of two inputs' "
+            f"decorrelation over {args.depth} layers), recipe {recipe}.",
+            "Both initialisations trained at the same time as two single-threaded processes on the two cores "
+            "(seconds per step include the evaluations and whatever else ran on the machine).",
+        ],
+    )
+    figures = xiao_depth.EXPERIMENT.plot(result, args.out / "figures")
+    finished = max((args.out / init / "checkpoints" / "train.pt").stat().st_mtime for init in INITS)
+    commands = [starts[init]["command"] for init in INITS]
+    payload = result.to_dict()
+    payload.update(
+        description=xiao_depth.EXPERIMENT.description,
+        paper="xiao",
+        profile=f"cpu-{args.depth}",
+        seed=args.seed,
+        config={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "summarise"},
+        wall_time_s=max(r["wall_s_this_session"] for r in records.values()),
+        environment=starts[INITS[0]]["environment"],
+        command=" & ".join(commands) + f"; {command_line(sys.argv)}",
+        commit=starts[INITS[0]]["commit"],
+        commit_dirty=False,
+        overrides={},
+        date=datetime.datetime.fromtimestamp(finished, tz=datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        figures=[str(f.relative_to(args.out)) for f in figures],
+    )
+    atomic_write_json(args.out / "config.json", {"experiment": "xiao-depth", "profile": payload["profile"]})
+    atomic_write_json(args.out / "result.json", payload)
+    atomic_write_json(args.out / "status.json", {"status": "completed", "verdict": result.verdict})
+    return payload
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,16 +331,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{record['s_per_step_incl_eval'] or float('nan'):.2f} s/step this session",
                 flush=True,
             )
-    summary = summarise(args)
-    print(
-        json.dumps(
-            {
-                k: {m: v[m] for m in ("status", "final_train_loss", "final_test_accuracy")}
-                for k, v in summary["runs"].items()
-            },
-            indent=1,
-        )
-    )
+    if args.summarise:
+        payload = summarise(args)
+        for claim in payload["claims"]:
+            print(f"{claim['name']}: measured {claim['measured']}; agree {claim['agree']}")
     return 0
 
 

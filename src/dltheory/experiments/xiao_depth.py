@@ -335,7 +335,9 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     ax_grad.set_xlabel("layer l of the stack")
     ax_grad.set_ylabel("||dL/dW_l|| (one batch)")
     ax_grad.set_title("gradient norm across depth (dashed: init, solid: end;\nmissing: underflow to 0)")
-    fig.suptitle("Vanilla tanh CNN at criticality: training at increasing depth")
+    main = next((r["init"] for label, r in data["runs"].items() if label.isdigit() and "init" in r), None)
+    kernels = f" ({main.replace('_', '-')} kernels unless labelled)" if main else ""
+    fig.suptitle(f"Vanilla tanh CNN at criticality{kernels}: training at increasing depth")
     fig.tight_layout()
     path = figures_dir / "xiao_depth_curves.png"
     save_figure(fig, path)
