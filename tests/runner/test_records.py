@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import dltheory
 from dltheory.cli import app
 from dltheory.core.figures import new_figure, save_figure
+from dltheory.exitcodes import ExitCode
 from dltheory.experiments.base import Claim, Result
 from dltheory.experiments.execute import environment_info, run_experiment
 from dltheory.experiments.registry import experiments
@@ -23,6 +24,7 @@ from dltheory.runner import records as records_module
 from dltheory.runner.records import (
     PROVENANCE_FIELDS,
     RECORD_FIELDS,
+    DamagedRecordFileError,
     RecordError,
     RecordExistsError,
     command_line,
@@ -169,11 +171,41 @@ def test_damaged_result_and_bad_arguments_refused(tmp_path):
     text = (run / "result.json").read_text()
     (run / "result.json").write_text(text[: len(text) // 2])
     result = runner.invoke(app, ["record", str(run), "--store", str(tmp_path / "store")])
-    assert result.exit_code == 2 and "result.json is damaged: invalid JSON" in result.output
+    assert (
+        result.exit_code == ExitCode.DAMAGED_RUN and "result.json is damaged: invalid JSON" in result.output
+    )
+    with pytest.raises(DamagedRecordFileError, match="result.json is damaged") as caught:
+        record_run(run, tmp_path / "store")
+    assert isinstance(caught.value, RecordError) and caught.value.path == run / "result.json"
+    (run / "status.json").write_text('{"status": "compl')
+    damaged_status = runner.invoke(app, ["record", str(run), "--store", str(tmp_path / "store")])
+    assert damaged_status.exit_code == ExitCode.DAMAGED_RUN
+    assert "status.json is damaged" in damaged_status.stderr
     missing = runner.invoke(app, ["record", str(tmp_path / "nowhere"), "--store", str(tmp_path / "store")])
-    assert missing.exit_code == 2 and "run_dir must be a run directory" in missing.output
+    assert missing.exit_code == 2 and "RUN_DIR must be a run directory" in missing.output
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    no_result = runner.invoke(app, ["record", str(empty), "--store", str(tmp_path / "store")])
+    assert no_result.exit_code == 2
+    assert no_result.stderr.strip() == (
+        f"error: RUN_DIR {str(empty)!r} has no result.json; only a completed run "
+        "(runs/EXPERIMENT/RUN-NAME) can be recorded"
+    )
+    assert not (tmp_path / "store").exists()
     with pytest.raises(ValueError, match="name must be 1-100 letters.*got '../x'"):
         record_run(_synthetic_run(tmp_path / "other"), tmp_path / "store", "../x")
+
+
+def test_store_that_is_a_file_refused_on_one_line(tmp_path):
+    run = _synthetic_run(tmp_path / "runs")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    for store in (a_file, a_file / "below"):
+        result = runner.invoke(app, ["record", str(run), "--store", str(store)])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: --store must be a directory"), lines
+    assert a_file.read_text() == "not a directory"
 
 
 def test_standalone_run_recorded_with_its_own_provenance(tmp_path):

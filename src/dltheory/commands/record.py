@@ -20,13 +20,20 @@ def register(app: typer.Typer) -> None:
         ),
         replace: bool = typer.Option(False, "--replace", help="Replace an existing record of that name."),
     ) -> None:
-        """Copy a completed run (result.json, figures, provenance) into the store of recorded runs."""
-        from dltheory.commands._common import fail
+        """Copy a completed run (result.json, figures, provenance) into the store of recorded runs.
+
+        Exit codes: 0 recorded, 2 bad input (not a completed run, no provenance, bad name or store,
+        existing record without --replace), 4 a file of the run cannot be read back, 5 a write failed.
+        """
+        from dltheory.commands._common import fail, name_options
+        from dltheory.exitcodes import ExitCode
         from dltheory.runner.records import RecordExistsError, record_run
+        from dltheory.runner.runs import DamagedRunFileError
 
         try:
             target = record_run(run_dir, store, name, replace=replace)
         except (ValueError, RecordExistsError) as exc:
-            fail(exc)
+            code = ExitCode.DAMAGED_RUN if isinstance(exc, DamagedRunFileError) else ExitCode.BAD_INPUT
+            fail(name_options(exc, {"run_dir": "RUN_DIR", "store": "--store", "name": "--name"}), code)
         figures = sorted(p.name for p in (target / "figures").glob("*.png"))
         typer.echo(f"recorded {run_dir} as {target} (result.json, record.json, {len(figures)} figures)")

@@ -90,6 +90,27 @@ class RecordExistsError(FileExistsError):
     """Raised when a record of that name exists and replacing it was not requested."""
 
 
+class DamagedRecordFileError(RecordError, DamagedRunFileError):
+    """A file that a record is made from or read from (``result.json``, ``status.json``, ``record.json``)
+    cannot be read back: truncated, not JSON or not a JSON object.
+
+    Both a :class:`RecordError` (the run or record cannot be used) and a
+    :class:`~dltheory.runner.runs.DamagedRunFileError`, so the command line exits with
+    :attr:`~dltheory.exitcodes.ExitCode.DAMAGED_RUN` for it.
+
+    Attributes:
+        path: the damaged file.
+        reason: what is wrong with it.
+        remedy: what the user can do (may be empty).
+    """
+
+    def __init__(self, path: str | Path, reason: str, remedy: str = ""):
+        self.path = Path(path)
+        self.reason = reason
+        self.remedy = remedy
+        ValueError.__init__(self, f"{self.path} is damaged: {reason}" + (f"; {remedy}" if remedy else ""))
+
+
 @dataclass
 class Unreadable:
     """A run or record that the report cannot read: the file, what is wrong, and how to fix it."""
@@ -280,15 +301,16 @@ def read_result(path: Path) -> dict[str, Any]:
     """Read a ``result.json`` that a report can show.
 
     Raises:
-        RecordError: the file is missing, damaged (truncated, not JSON, not an object) or lacks fields;
-            the message names the file and the problem.
+        RecordError: the file is missing or lacks fields; the message names the file and the problem.
+        DamagedRecordFileError: the file is damaged (truncated, not JSON, not an object); a
+            :class:`RecordError` too.
     """
     try:
         payload = read_json_file(path, remedy="")
     except FileNotFoundError:
         raise RecordError(f"{path} is missing") from None
     except DamagedRunFileError as exc:
-        raise RecordError(f"{path} is damaged: {exc.reason}") from None
+        raise DamagedRecordFileError(path, exc.reason) from None
     problems = result_problems(payload)
     if problems:
         raise RecordError(f"{path} {'; '.join(problems)}")
@@ -403,10 +425,12 @@ def record_run(
         The record's directory.
 
     Raises:
-        ValueError: ``run_dir`` is not a run directory, ``name`` is not a valid name, or no store is
-            given outside a source checkout.
-        RecordError: the run is incomplete or failed, its result is unreadable, lacks provenance
-            fields (named) or a figure is missing or too large.
+        ValueError: ``run_dir`` is not a run directory, ``name`` is not a valid name, ``store`` is a
+            file (or lies under one), or no store is given outside a source checkout.
+        RecordError: the run is incomplete or failed (or has no ``result.json``), its result lacks
+            provenance fields (named) or a figure is missing or too large.
+        DamagedRecordFileError: the run's ``result.json`` or ``status.json`` cannot be read back (a
+            :class:`RecordError` too).
         RecordExistsError: the record exists and ``replace`` is false.
 
     Examples:
@@ -424,20 +448,25 @@ def record_run(
                 "pass the store directory (CLI: --store DIR)"
             )
     store = Path(store)
+    if store.exists() and not store.is_dir():
+        raise ValueError(f"store must be a directory (created when missing), got {str(store)!r}: a file")
     name = _check_name("name", run.name if name is None else name)
     status_file = run / "status.json"
     if status_file.exists():
         try:
             status = read_json(status_file).get("status")
         except (OSError, ValueError, AttributeError) as exc:
-            raise RecordError(f"{status_file} is unreadable ({exc}); is the run complete?") from None
+            raise DamagedRecordFileError(status_file, str(exc), "is the run complete?") from None
         if status != "completed":
             raise RecordError(
                 f"run {run} is not completed (status {status!r}); only a completed run can be recorded"
             )
     result_file = run / "result.json"
     if not result_file.exists():
-        raise RecordError(f"run {run} has no result.json; only a completed run can be recorded")
+        raise RecordError(
+            f"run_dir {str(run)!r} has no result.json; only a completed run (runs/EXPERIMENT/RUN-NAME) "
+            "can be recorded"
+        )
     result = read_result(result_file)
     if result.get("status") != "completed":
         raise RecordError(
@@ -472,7 +501,13 @@ def record_run(
         raise RecordExistsError(
             f"record {target} already exists; choose another name (CLI: --name) or replace it (--replace)"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(
+            f"store must be a directory (created when missing), got {str(store)!r}: it or "
+            f"{target.parent} lies under a file"
+        ) from None
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent))
     old: Path | None = None
     try:
@@ -527,8 +562,15 @@ def _fsync_dir(path: Path) -> None:
 def load_record(path: str | Path) -> Record:
     """Read one record directory.
 
+    Args:
+        path: the record's directory (``<store>/<experiment>/<record>``).
+
+    Returns:
+        The :class:`Record`.
+
     Raises:
-        RecordError: ``record.json`` or ``result.json`` is missing, damaged or lacks fields.
+        RecordError: ``record.json`` or ``result.json`` is missing, damaged (a
+            :class:`DamagedRecordFileError`) or lacks fields.
     """
     directory = Path(path)
     meta_file = directory / "record.json"
@@ -537,7 +579,7 @@ def load_record(path: str | Path) -> Record:
     except FileNotFoundError:
         raise RecordError(f"{meta_file} is missing") from None
     except DamagedRunFileError as exc:
-        raise RecordError(f"{meta_file} is damaged: {exc.reason}") from None
+        raise DamagedRecordFileError(meta_file, exc.reason) from None
     if not isinstance(meta, dict):
         raise RecordError(f"{meta_file} holds a {type(meta).__name__}, not a JSON object")
     missing = [k for k in RECORD_FIELDS if k not in meta]
