@@ -70,6 +70,47 @@ def test_data_commands():
     assert checked.exit_code == 0 and "digits" in checked.output
 
 
+def test_data_check_exit_codes(monkeypatch):
+    """Report-only by default; --only NAME and --strict exit 3 (missing data) when a checked set is
+    missing or unreadable, after the table; an unknown --only is bad input."""
+    from dltheory.data import DataNotFoundError, loaders
+    from dltheory.exitcodes import ExitCode
+
+    def missing(*args, **kwargs):
+        raise DataNotFoundError("data set 'digits' not found; looked in: nowhere")
+
+    def broken(*args, **kwargs):
+        raise ValueError("truncated file")
+
+    monkeypatch.setitem(loaders.LOADERS, "digits", missing)
+    monkeypatch.setitem(loaders.LOADERS, "gas-sensor", broken)
+    report = runner.invoke(app, ["data", "check", "--only", "digits", "--only", "gaussian-mixture", "--json"])
+    assert report.exit_code == ExitCode.MISSING_DATA
+    rows = {r["name"]: r["status"] for r in json.loads(report.stdout)}
+    assert rows == {"digits": "missing", "gaussian-mixture": "ok"}
+    assert report.stderr.strip().splitlines() == [
+        "error: data set(s) ['digits'] missing or unreadable; see `dltheory data list` for the search path "
+        "(or pass --download)"
+    ]
+    assert runner.invoke(app, ["data", "check", "--only", "gaussian-mixture"]).exit_code == 0
+    unreadable = runner.invoke(app, ["data", "check", "--only", "gas-sensor", "--json"])
+    assert unreadable.exit_code == ExitCode.MISSING_DATA
+    assert json.loads(unreadable.stdout) == [
+        {"name": "gas-sensor", "status": "unreadable", "error": "truncated file"}
+    ]
+    everything = runner.invoke(app, ["data", "check"])
+    assert everything.exit_code == 0 and everything.stderr == ""
+    assert "report only" in " ".join(everything.stdout.split())
+    strict = runner.invoke(app, ["data", "check", "--strict", "--json"])
+    assert strict.exit_code == ExitCode.MISSING_DATA and "'digits', 'gas-sensor'" in strict.stderr
+    unknown = runner.invoke(app, ["data", "check", "--only", "imagenet"])
+    assert (
+        unknown.exit_code == ExitCode.BAD_INPUT
+        and "--only" in unknown.stderr
+        and "'imagenet'" in unknown.stderr
+    )
+
+
 def test_json_wherever_there_is_a_table(tmp_path):
     listed = json.loads(runner.invoke(app, ["data", "list", "--json"]).stdout)
     assert "gas-sensor" in {d["name"] for d in listed["datasets"]} and listed["search_path"]

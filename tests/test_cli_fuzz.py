@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from dltheory.cli import app
 from dltheory.core.activations import ACTIVATIONS
+from dltheory.data import LOADERS as DATASETS
 from dltheory.exitcodes import ExitCode
 from dltheory.experiments.registry import experiments
 
@@ -173,6 +174,7 @@ INVALID: dict[str, dict[str, tuple[st.SearchStrategy[str], list[str]]]] = {
         "ridge": (floats_not(positive=False), []),
         "step": (ints_not(minimum=0), []),
     },
+    "data check": {"only": (not_in(DATASETS), [])},
     "meanfield": {
         "activation": (not_in(ACTIVATIONS), []),
         "sigma_b2": (floats_not(positive=False), []),

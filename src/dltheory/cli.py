@@ -295,17 +295,36 @@ def data_list(
 @data_app.command("check")
 def data_check(
     download: bool = typer.Option(False, "--download", help="Download missing data sets from their mirrors."),
+    only: list[str] | None = typer.Option(
+        None,
+        "--only",
+        help="Check only this data set (repeatable); exit 3 when one of them is missing.",
+    ),
+    strict: bool = typer.Option(False, "--strict", help="Exit 3 when any checked data set is missing."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Try to load every data set and report shapes (nothing is downloaded unless --download)."""
-    from dltheory.data import LOADERS, load
+    """Try to load data sets and report their shapes (nothing is downloaded unless --download).
 
+    Without --only or --strict every data set is checked and the command only reports: it exits 0 even
+    when some are missing, since no experiment needs them all (gaussian-mixture is synthetic and always
+    there; cifar10 is not bundled and usually missing offline). To check what a task needs, name the data
+    sets with --only (e.g. --only mnist --only fashion-mnist): a missing or unreadable one then exits 3
+    (data missing) after the report; --strict does the same for every data set checked.
+    """
+    from dltheory.data import LOADERS, DataNotFoundError, load
+
+    names = list(LOADERS)
+    if only:
+        unknown = [name for name in only if name not in LOADERS]
+        if unknown:
+            fail(f"--only must name data sets among {names}, got {unknown[0]!r}")
+        names = [name for name in LOADERS if name in only]
     table = Table(title="data check")
     for column in ("name", "status", "x", "y"):
         table.add_column(column)
-    missing = 0
+    unavailable: list[str] = []
     rows: list[dict[str, Any]] = []
-    for name in LOADERS:
+    for name in names:
         kwargs: dict[str, Any] = {}
         if name == "gaussian-mixture":
             kwargs = {"means": [[1.0, 0.0], [-1.0, 0.0]], "n": 10}
@@ -313,27 +332,36 @@ def data_check(
             kwargs = {"download": download, "progress": download}
         try:
             x, y = load(name, **kwargs)[:2]
-            table.add_row(
-                name, "[green]ok[/green]", f"{x.dtype} {list(x.shape)}", f"{y.dtype} {list(y.shape)}"
-            )
-            rows.append(
-                {
-                    "name": name,
-                    "status": "ok",
-                    "x": [str(x.dtype), list(x.shape)],
-                    "y": [str(y.dtype), list(y.shape)],
-                }
-            )
         except Exception as exc:  # noqa: BLE001 - report every data set
-            missing += 1
-            table.add_row(name, "[red]missing[/red]", escape(str(exc)[:120]), "")
-            rows.append({"name": name, "status": "missing", "error": str(exc)})
+            status = "missing" if isinstance(exc, DataNotFoundError) else "unreadable"
+            unavailable.append(name)
+            table.add_row(name, f"[red]{status}[/red]", escape(str(exc)[:120]), "")
+            rows.append({"name": name, "status": status, "error": str(exc)})
+            continue
+        table.add_row(name, "[green]ok[/green]", f"{x.dtype} {list(x.shape)}", f"{y.dtype} {list(y.shape)}")
+        rows.append(
+            {
+                "name": name,
+                "status": "ok",
+                "x": [str(x.dtype), list(x.shape)],
+                "y": [str(y.dtype), list(y.shape)],
+            }
+        )
     if as_json:
         echo_json(rows)
-        return
-    console.print(table)
-    if missing:
-        console.print(f"{missing} data set(s) unavailable; see `dltheory data list` for the search path.")
+    else:
+        console.print(table)
+    if unavailable and (only or strict):
+        fail(
+            f"data set(s) {unavailable} missing or unreadable; see `dltheory data list` for the search path "
+            "(or pass --download)",
+            ExitCode.MISSING_DATA,
+        )
+    if unavailable and not as_json:
+        console.print(
+            f"{len(unavailable)} data set(s) unavailable; see `dltheory data list` for the search path "
+            "(report only: --only NAME or --strict makes a missing data set exit 3)."
+        )
 
 
 def _register_commands() -> None:
