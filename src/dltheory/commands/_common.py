@@ -10,11 +10,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 from typer.core import TyperGroup
 
 try:  # typer >= 0.20 vendors click as typer._click; earlier versions use click itself
@@ -56,6 +58,34 @@ def name_options(message: object, options: dict[str, str]) -> str:
 def echo_json(payload: Any) -> None:
     """Print ``payload`` as standard JSON (numpy types converted, non-finite floats as strings)."""
     typer.echo(to_json(payload))
+
+
+def quantity_table(
+    title: str, rows: Iterable[tuple[str, object]], *, justify: Literal["left", "right"] = "right"
+) -> Table:
+    r"""The two-column ``quantity | value`` table that the theory commands print instead of JSON.
+
+    Args:
+        title: the table's title.
+        rows: ``(quantity, value)`` pairs; a float is shown with 6 significant digits, None as ``-``, and
+            every text is escaped (never read as rich markup).
+        justify: alignment of the value column (``"left"`` for sentences).
+
+    Returns:
+        A :class:`rich.table.Table`, for ``Console().print``.
+
+    Examples:
+        >>> table = quantity_table("demo", [("chi_1", 1.0000001), ("phase", "[ordered]"), ("q*", None)])
+        >>> [str(c) for c in table.columns[1].cells]
+        ['1', '\\[ordered]', '-']
+    """
+    table = Table(title=title)
+    table.add_column("quantity")
+    table.add_column("value", justify=justify)
+    for name, value in rows:
+        text = f"{value:.6g}" if isinstance(value, float) else "-" if value is None else str(value)
+        table.add_row(escape(name), escape(text))
+    return table
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:

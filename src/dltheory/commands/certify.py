@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from dltheory.commands._common import echo_json, fail, name_options
+from dltheory.commands._common import echo_json, fail, name_options, quantity_table
 
 OPTIONS = {"l2": "--l2", "p": "--p", "delta": "--delta", "loss": "--loss", "hessian": "--hessian"}
 
@@ -105,10 +104,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             echo_json(report.to_dict(include_arrays=arrays))
             return
-        table = Table(title=f"landscape certificate: {report.verdict}")
-        table.add_column("quantity")
-        table.add_column("value")
-        rows = [
+        rows: list[tuple[str, object]] = [
             ("verdict", report.verdict),
             ("justification", report.justification),
             ("reason", report.reason),
@@ -134,6 +130,4 @@ def register(app: typer.Typer) -> None:
             )
         for note in report.notes:
             rows.append(("note", note))
-        for name, value in rows:
-            table.add_row(name, value)
-        Console().print(table)
+        Console().print(quantity_table(f"landscape certificate: {report.verdict}", rows, justify="left"))

@@ -9,9 +9,8 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from dltheory.commands._common import echo_json, fail, name_options
+from dltheory.commands._common import echo_json, fail, name_options, quantity_table
 
 OPTIONS = {
     "mu_norm2": "--mu-norm2",
@@ -87,18 +86,13 @@ def register(app: typer.Typer) -> None:
         if as_json:
             echo_json(summary)
             return
-        table = Table(title=f"gradient-descent learning curve: ||mu||^2 = {mu_norm2:g}, p = {p}, n = {n}")
-        table.add_column("quantity")
-        table.add_column("value", justify="right")
-        for key, value in summary.items():
-            if key in ("steps", "warnings"):
-                continue
-            table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
-        for t, errors in summary.get("steps", {}).items():
-            table.add_row(
-                f"step {t}: test / train error", f"{errors['test_error']:.6g} / {errors['train_error']:.6g}"
-            )
+        rows = [(key, value) for key, value in summary.items() if key not in ("steps", "warnings")]
+        rows += [
+            (f"step {t}: test / train error", f"{errors['test_error']:.6g} / {errors['train_error']:.6g}")
+            for t, errors in summary.get("steps", {}).items()
+        ]
+        title = f"gradient-descent learning curve: ||mu||^2 = {mu_norm2:g}, p = {p}, n = {n}"
         console = Console()
-        console.print(table)
+        console.print(quantity_table(title, rows))
         for message in summary.get("warnings", []):
             console.print(f"[yellow]warning:[/yellow] {message}")

@@ -7,10 +7,8 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from dltheory.commands._common import echo_json, fail
+from dltheory.commands._common import echo_json, fail, quantity_table
 
 
 def _check_inputs(activation: str, sigma_b2: float, sigma_w2: float | None) -> None:
@@ -69,13 +67,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             echo_json(summary)
             return
-        table = Table(title=f"mean-field theory: {activation}, sigma_b2 = {sigma_b2:g}")
-        table.add_column("quantity")
-        table.add_column("value", justify="right")
-        for key, value in summary.items():
-            if key in ("activation", "sigma_b2"):
-                continue
-            if value is None:
-                value = "none (see critical_note)"
-            table.add_row(key, f"{value:.6g}" if isinstance(value, float) else escape(str(value)))
-        Console().print(table)
+        rows = [
+            (key, "none (see critical_note)" if value is None else value)
+            for key, value in summary.items()
+            if key not in ("activation", "sigma_b2")
+        ]
+        Console().print(quantity_table(f"mean-field theory: {activation}, sigma_b2 = {sigma_b2:g}", rows))

@@ -1,5 +1,5 @@
 """Shared plumbing of the Liao & Couillet experiments: resumable Monte Carlo in batches of runs,
-theory-vs-simulation deviation summaries and the learning-curve plot. No theory here."""
+theory-vs-simulation deviation summaries and the learning-curve plots. No theory here."""
 
 from __future__ import annotations
 
@@ -108,3 +108,24 @@ def mark_optimal_stopping(ax: Axes, optimum: tuple[float, float], last_step: flo
     )
     ax.set_xscale("log")
     ax.set_xlim(1, last_step)
+
+
+def plot_learning_curve_panel(ax: Axes, panel: dict[str, Any]) -> np.ndarray:
+    """One panel of a learning-curve figure from a result's panel (as ``liao-dynamics`` and ``liao-mnist``
+    store it: ``steps``, ``theory_test``, ``theory_train``, ``simulation``, ``least_squares_test``,
+    ``best_possible``, ``optimal_stopping``): theory over simulation (:func:`plot_curves`), the
+    least-squares and best-possible levels, and the optimal stopping point (:func:`mark_optimal_stopping`).
+    Returns the steps, for what the caller draws on top."""
+    steps = np.asarray(panel["steps"], dtype=float)
+    plot_curves(
+        ax,
+        steps,
+        {"test": np.asarray(panel["theory_test"]), "train": np.asarray(panel["theory_train"])},
+        panel["simulation"],
+        levels={
+            "least squares (t = inf)": panel["least_squares_test"],
+            "best possible": panel["best_possible"],
+        },
+    )
+    mark_optimal_stopping(ax, panel["optimal_stopping"], steps[-1])
+    return steps

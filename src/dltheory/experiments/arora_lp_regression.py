@@ -609,10 +609,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         "Arora et al. 2018: best-tuned loss curves (solid: GD at depth 1/2/3; dashed: adaptive methods)",
         fontsize=9,
     )
-    fig.tight_layout()
-    path = figures_dir / "lp_regression_curves.png"
-    save_figure(fig, path)
-    paths.append(path)
+    paths.append(save_figure(fig, figures_dir / "lp_regression_curves.png", tight_layout=True))
 
     fig, axes = new_figure(1, len(main), figsize=(6.5 * len(main), 4.2), squeeze=False)
     for ax, (power, block) in zip(axes[0], main.items(), strict=True):
@@ -625,10 +622,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         ax.set_ylabel(f"final l{power} loss after {data['iterations']} iterations")
         ax.set_title(f"l{power}: learning-rate grids (missing points diverged)")
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    path = figures_dir / "lp_regression_lr_grids.png"
-    save_figure(fig, path)
-    paths.append(path)
+    paths.append(save_figure(fig, figures_dir / "lp_regression_lr_grids.png", tight_layout=True))
 
     rows = data["sensitivity_summary"]
     if rows:
@@ -645,10 +639,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         ax.set_ylabel("final l4 loss / final loss of GD at depth 1")
         ax.set_title(f"l4 after {data['iterations']} iterations, best lr each (< 1: depth helps)", fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = figures_dir / "lp_regression_sensitivity.png"
-        save_figure(fig, path)
-        paths.append(path)
+        paths.append(save_figure(fig, figures_dir / "lp_regression_sensitivity.png", tight_layout=True))
     return paths
 
 

@@ -288,10 +288,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         "original vs dense layers as products of two",
         fontsize=9,
     )
-    fig.tight_layout()
-    path = figures_dir / "mnist_overparameterized.png"
-    save_figure(fig, path)
-    return [path]
+    return [save_figure(fig, figures_dir / "mnist_overparameterized.png", tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(

@@ -256,10 +256,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         "(values at 1e-17 are numerical zeros)",
         fontsize=9,
     )
-    fig.tight_layout()
-    path = figures_dir / "no_regularizer.png"
-    save_figure(fig, path)
-    return [path]
+    return [save_figure(fig, figures_dir / "no_regularizer.png", tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(

@@ -112,10 +112,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     ax_acc.set_ylabel("test accuracy (%)")
     ax_acc.legend()
     fig.suptitle("Softmax regression on MNIST")
-    fig.tight_layout()
-    path = figures_dir / "mnist_linear.png"
-    save_figure(fig, path)
-    return [path]
+    return [save_figure(fig, figures_dir / "mnist_linear.png", tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(

@@ -251,10 +251,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     axes[2].set_ylabel("number of random initialisations")
     axes[2].set_title("gradient descent from the same initialisations")
     axes[2].legend(fontsize=8)
-    fig.tight_layout()
-    path = figures_dir / "counterexample.png"
-    save_figure(fig, path)
-    return [path]
+    return [save_figure(fig, figures_dir / "counterexample.png", tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(

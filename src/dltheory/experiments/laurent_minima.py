@@ -292,10 +292,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     ax_curve.set_ylabel("loss - best value (loss units)")
     ax_curve.set_title("training curves of the restarts")
     ax_curve.legend(fontsize=8)
-    fig.tight_layout()
-    path = figures_dir / "minima_gaps.png"
-    save_figure(fig, path)
-    return [path]
+    return [save_figure(fig, figures_dir / "minima_gaps.png", tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(

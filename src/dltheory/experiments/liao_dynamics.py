@@ -18,8 +18,7 @@ import numpy as np
 from dltheory.core.figures import new_figure, save_figure
 from dltheory.experiments._liao_common import (
     deviation,
-    mark_optimal_stopping,
-    plot_curves,
+    plot_learning_curve_panel,
     resumable_simulation,
 )
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
@@ -193,32 +192,19 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     panels = result.data["settings"]
     fig, axes = new_figure(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False)
     for ax, data in zip(axes[0], panels, strict=True):
-        steps = np.asarray(data["steps"], dtype=float)
-        plot_curves(
-            ax,
-            steps,
-            {"test": np.asarray(data["theory_test"]), "train": np.asarray(data["theory_train"])},
-            data["simulation"],
-            levels={
-                "least squares (t = inf)": data["least_squares_test"],
-                "best possible": data["best_possible"],
-            },
-        )
+        steps = plot_learning_curve_panel(ax, data)
         ax.plot(
             steps, data["flow_test"], color="tab:blue", ls="--", lw=0.9, label="test error, gradient flow"
         )
         ax.plot(
             steps, data["flow_train"], color="tab:orange", ls="--", lw=0.9, label="train error, gradient flow"
         )
-        mark_optimal_stopping(ax, data["optimal_stopping"], steps[-1])
         ax.set_title(
             f"p = {data['p']}, n = {data['n']} (||mu||^2 = 4, sigma2 = 0.1, alpha = 0.01)", fontsize=10
         )
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = figures_dir / "liao_dynamics.png"
-    save_figure(fig, path)
-    return [path, _plot_spectra(panels, figures_dir)]
+    curves = save_figure(fig, figures_dir / "liao_dynamics.png", tight_layout=True)
+    return [curves, _plot_spectra(panels, figures_dir)]
 
 
 def _plot_spectra(panels: list[dict], figures_dir: Path) -> Path:
@@ -243,10 +229,7 @@ def _plot_spectra(panels: list[dict], figures_dir: Path) -> Path:
         ax.set_ylabel("density")
         ax.set_title(f"p = {data['p']}, n = {data['n']}", fontsize=10)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = figures_dir / "liao_dynamics_spectrum.png"
-    save_figure(fig, path)
-    return path
+    return save_figure(fig, figures_dir / "liao_dynamics_spectrum.png", tight_layout=True)
 
 
 EXPERIMENT = ExperimentSpec(

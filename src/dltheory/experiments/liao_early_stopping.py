@@ -187,10 +187,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         f"alpha = {setting['alpha']:g}",
         fontsize=10,
     )
-    fig.tight_layout()
-    path = figures_dir / "liao_early_stopping.png"
-    save_figure(fig, path)
-    return [path]
+    return [save_figure(fig, figures_dir / "liao_early_stopping.png", tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(

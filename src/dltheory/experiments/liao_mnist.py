@@ -22,8 +22,7 @@ from dltheory.core.figures import new_figure, save_figure
 from dltheory.data import load, require
 from dltheory.experiments._liao_common import (
     deviation,
-    mark_optimal_stopping,
-    plot_curves,
+    plot_learning_curve_panel,
     resumable_simulation,
 )
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
@@ -205,28 +204,14 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         return []
     fig, axes = new_figure(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False)
     for ax, data in zip(axes[0], panels, strict=True):
-        steps = np.asarray(data["steps"], dtype=float)
-        plot_curves(
-            ax,
-            steps,
-            {"test": np.asarray(data["theory_test"]), "train": np.asarray(data["theory_train"])},
-            data["simulation"],
-            levels={
-                "least squares (t = inf)": data["least_squares_test"],
-                "best possible": data["best_possible"],
-            },
-        )
-        mark_optimal_stopping(ax, data["optimal_stopping"], steps[-1])
+        plot_learning_curve_panel(ax, data)
         a, b = data["classes"]
         ax.set_title(
             f"{data['dataset']} {a} vs {b}: p = n = {data['n']}, ||mu||^2 = {data['mu_norm2']:.2f}",
             fontsize=10,
         )
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = figures_dir / "liao_mnist.png"
-    save_figure(fig, path)
-    return [path]
+    return [save_figure(fig, figures_dir / "liao_mnist.png", tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(

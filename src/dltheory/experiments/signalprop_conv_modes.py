@@ -200,10 +200,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         f"tanh CNN at criticality (sigma_w2={data['sigma_w2']:.3f}), {data['size']}x{data['size']} map"
     )
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(figures_dir) / "conv_modes.png"
-    save_figure(fig, path, dpi=120)
-    return [path]
+    return [save_figure(fig, Path(figures_dir) / "conv_modes.png", dpi=120, tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(

@@ -467,8 +467,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     axes[1, 2].set_ylim(0, 1)
     axes[1, 2].set_title("short training budget")
     axes[1, 2].legend(fontsize=7)
-    fig.tight_layout()
-    return [save_figure(fig, Path(figures_dir) / "diagnostics.png")]
+    return [save_figure(fig, Path(figures_dir) / "diagnostics.png", tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(

@@ -345,9 +345,7 @@ def _plot_spectra(cases: list[dict[str, Any]], path: Path, title: str) -> Path:
     fig.suptitle(
         f"{title}: Jacobian spectra at initialisation (histograms) vs free probability (dashed)", fontsize=10
     )
-    fig.tight_layout()
-    save_figure(fig, path)
-    return path
+    return save_figure(fig, path, tight_layout=True)
 
 
 def _plot_variance(cases: list[dict[str, Any]], path: Path) -> Path:
@@ -386,9 +384,7 @@ def _plot_variance(cases: list[dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("variance of squared singular values of J")
     ax.set_title("Dynamical isometry: spread of the Jacobian spectrum vs depth", fontsize=10)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    save_figure(fig, path)
-    return path
+    return save_figure(fig, path, tight_layout=True)
 
 
 EXPERIMENT = ExperimentSpec(

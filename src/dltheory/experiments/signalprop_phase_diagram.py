@@ -217,10 +217,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     ax_m.set_ylabel("correlation c^l of two inputs")
     ax_m.set_title("tanh, sigma_b2 = 0.05: mean field vs finite width")
     ax_m.legend(fontsize=6)
-    fig.tight_layout()
-    path = Path(figures_dir) / "phase_diagram.png"
-    save_figure(fig, path, dpi=120)
-    return [path]
+    return [save_figure(fig, Path(figures_dir) / "phase_diagram.png", dpi=120, tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(
