@@ -305,16 +305,22 @@ def read_result(path: Path) -> dict[str, Any]:
         DamagedRecordFileError: the file is damaged (truncated, not JSON, not an object); a
             :class:`RecordError` too.
     """
-    try:
-        payload = read_json_file(path, remedy="")
-    except FileNotFoundError:
-        raise RecordError(f"{path} is missing") from None
-    except DamagedRunFileError as exc:
-        raise DamagedRecordFileError(path, exc.reason) from None
+    payload = _read_object(path)
     problems = result_problems(payload)
     if problems:
         raise RecordError(f"{path} {'; '.join(problems)}")
     return dict(payload)
+
+
+def _read_object(path: Path) -> Any:
+    """The JSON object in ``path``: :class:`RecordError` when it is missing, :class:`DamagedRecordFileError`
+    when it cannot be read back."""
+    try:
+        return read_json_file(path, remedy="")
+    except FileNotFoundError:
+        raise RecordError(f"{path} is missing") from None
+    except DamagedRunFileError as exc:
+        raise DamagedRecordFileError(path, exc.reason) from None
 
 
 def problem_text(error: Exception, path: Path) -> str:
@@ -574,12 +580,7 @@ def load_record(path: str | Path) -> Record:
     """
     directory = Path(path)
     meta_file = directory / "record.json"
-    try:
-        meta = read_json_file(meta_file, remedy="")
-    except FileNotFoundError:
-        raise RecordError(f"{meta_file} is missing") from None
-    except DamagedRunFileError as exc:
-        raise DamagedRecordFileError(meta_file, exc.reason) from None
+    meta = _read_object(meta_file)
     if not isinstance(meta, dict):
         raise RecordError(f"{meta_file} holds a {type(meta).__name__}, not a JSON object")
     missing = [k for k in RECORD_FIELDS if k not in meta]
