@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from support import CHROMIUM, run_chromium
+
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 MISSING = [
     what
     for what, present in (
@@ -32,18 +33,6 @@ MISSING = [
 ]
 pytestmark = pytest.mark.skipif(bool(MISSING), reason="missing: " + ", ".join(MISSING))
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--virtual-time-budget=8000",
-]
 PHONE_WIDTH = 412
 # Headless Chromium's window is at least 500 px wide, so the page is loaded into a 412 px iframe (its own
 # viewport: the phone layout's media queries apply) and inspected from the outer page, same origin.
@@ -159,15 +148,7 @@ def server(site: Path) -> Iterator[str]:
 
 
 def _chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM is not None
-    return subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={cwd / 'profile'}", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "HOME": str(cwd)},
-    )
+    return run_chromium(*args, cwd=cwd, budget_ms=8000, timeout=180)
 
 
 def _probe(site: Path, server: str, page: str, tmp_path: Path) -> tuple[str, list[str]]:

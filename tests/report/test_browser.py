@@ -3,7 +3,6 @@ errors, and a phone-width screenshot kept as a test artifact in test-artifacts/.
 
 import base64
 import io
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,21 +18,9 @@ from dltheory.experiments.execute import environment_info
 from dltheory.report.html import write_report
 from dltheory.runner.records import record_run, run_provenance
 from dltheory.runner.runs import RunDir
+from support import CHROMIUM, run_chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--virtual-time-budget=5000",
-]
 PROBE = """<script>
 window.addEventListener('error', e => document.title = 'JSERROR ' + e.message, true);
 window.addEventListener('load', () => {
@@ -83,16 +70,8 @@ def _sample_runs(root: Path) -> None:
     )
 
 
-def _chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HOME": str(cwd)}
-    return subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={cwd / 'profile'}", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+def _chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run_chromium(*args, cwd=cwd, budget_ms=5000, timeout=120)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs Debian's chromium)")
