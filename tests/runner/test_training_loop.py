@@ -33,43 +33,28 @@ def _batches(x, y, sampler, interrupt_at=None):
     return get_batch
 
 
+def _fit(*, shuffle_seed=0, interrupt_at=None, **options):
+    """A fresh :func:`_setup` model trained by ``train(**options)`` on :func:`_problem` with cross-entropy
+    and batches of 32; returns ``(outcome, model)``."""
+    x, y = _problem()
+    model, opt = _setup()
+    batches = _batches(x, y, EpochSampler(256, 32, shuffle_seed), interrupt_at=interrupt_at)
+    return train(model, opt, batches, torch.nn.functional.cross_entropy, **options), model
+
+
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
     """Dropout makes the run depend on the RNG state: resume must restore it exactly."""
     x, y = _problem()
     evaluate = accuracy_evaluator(x, y, prefix="train")
     kwargs = dict(steps=40, evaluate=evaluate, eval_every=10, checkpoint_every=8, log_every=5, seed=7)
 
-    model, opt = _setup()
-    full = train(
-        model,
-        opt,
-        _batches(x, y, EpochSampler(256, 32, 1)),
-        torch.nn.functional.cross_entropy,
-        run_dir=RunDir(tmp_path / "full", {"a": 1}),
-        **kwargs,
-    )
+    full, model = _fit(shuffle_seed=1, run_dir=RunDir(tmp_path / "full", {"a": 1}), **kwargs)
     reference = [p.detach().clone() for p in model.parameters()]
 
-    run_dir = RunDir(tmp_path / "cut", {"a": 1})
-    model, opt = _setup()
     with pytest.raises(KeyboardInterrupt):
-        train(
-            model,
-            opt,
-            _batches(x, y, EpochSampler(256, 32, 1), interrupt_at=21),
-            torch.nn.functional.cross_entropy,
-            run_dir=run_dir,
-            **kwargs,
-        )
-    model, opt = _setup()  # a fresh process would start from scratch objects
-    resumed = train(
-        model,
-        opt,
-        _batches(x, y, EpochSampler(256, 32, 1)),
-        torch.nn.functional.cross_entropy,
-        run_dir=RunDir(tmp_path / "cut", {"a": 1}, resume=True),
-        **kwargs,
-    )
+        _fit(shuffle_seed=1, interrupt_at=21, run_dir=RunDir(tmp_path / "cut", {"a": 1}), **kwargs)
+    # a fresh process would start from scratch objects: _fit makes new ones
+    resumed, model = _fit(shuffle_seed=1, run_dir=RunDir(tmp_path / "cut", {"a": 1}, resume=True), **kwargs)
     assert resumed.resumed_from == 16
     assert resumed.status == full.status == "completed"
     for a, b in zip(reference, model.parameters(), strict=True):
@@ -194,55 +179,24 @@ def test_budget_stops_cleanly_before_the_step_that_would_exceed_it(tmp_path):
 
 
 def test_budget_must_be_positive_and_a_large_one_changes_nothing(tmp_path):
-    x, y = _problem()
-    model, opt = _setup()
     with pytest.raises(ValueError, match="budget_s must be > 0"):
-        train(
-            model,
-            opt,
-            _batches(x, y, EpochSampler(256, 32)),
-            torch.nn.functional.cross_entropy,
-            steps=3,
-            budget_s=0,
-        )
-    model, opt = _setup()
-    ticking = _FakeClock(per_step=1.0)
-    plain = train(
-        model,
-        opt,
-        _batches(x, y, EpochSampler(256, 32)),
-        torch.nn.functional.cross_entropy,
-        steps=5,
-        log_every=1,
-    )
-    model, opt = _setup()
-    bounded = train(
-        model,
-        opt,
-        _batches(x, y, EpochSampler(256, 32)),
-        torch.nn.functional.cross_entropy,
-        steps=5,
-        log_every=1,
-        budget_s=1e9,
-        clock=ticking,
-    )
+        _fit(steps=3, budget_s=0)
+    plain, _ = _fit(steps=5, log_every=1)
+    bounded, _ = _fit(steps=5, log_every=1, budget_s=1e9, clock=_FakeClock(per_step=1.0))
     assert bounded.history == plain.history and not bounded.stopped_by_budget
 
 
 def _train_linear(run_dir, steps=12, interrupt_at=None):
-    x, y = _problem()
-    model, opt = _setup()
-    return train(
-        model,
-        opt,
-        _batches(x, y, EpochSampler(256, 32, 1), interrupt_at=interrupt_at),
-        torch.nn.functional.cross_entropy,
+    outcome, _ = _fit(
+        shuffle_seed=1,
+        interrupt_at=interrupt_at,
         steps=steps,
         run_dir=run_dir,
         checkpoint_every=4,
         log_every=1,
         seed=3,
     )
+    return outcome
 
 
 def test_damaged_checkpoint_is_named_with_its_remedy(tmp_path):
