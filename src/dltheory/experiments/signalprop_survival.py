@@ -291,8 +291,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         "Signal survival in vanilla tanh CNNs at initialisation (MNIST, critical point): "
         "pairs of points of different images"
     )
-    fig.tight_layout()
-    return [save_figure(fig, figures_dir / "signal_survival.png")]
+    return [save_figure(fig, figures_dir / "signal_survival.png", tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(

@@ -338,10 +338,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     main = next((r["init"] for label, r in data["runs"].items() if label.isdigit() and "init" in r), None)
     kernels = f" ({main.replace('_', '-')} kernels unless labelled)" if main else ""
     fig.suptitle(f"Vanilla tanh CNN at criticality{kernels}: training at increasing depth")
-    fig.tight_layout()
-    path = figures_dir / "xiao_depth_curves.png"
-    save_figure(fig, path)
-    return [path]
+    return [save_figure(fig, figures_dir / "xiao_depth_curves.png", tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(

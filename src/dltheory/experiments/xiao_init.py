@@ -200,10 +200,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     ax_acc.set_title("test accuracy")
     ax_acc.legend(fontsize=7)
     fig.suptitle(f"Initialisation at depth {data['depth']} (vanilla tanh CNN, same recipe and stem)")
-    fig.tight_layout()
-    path = figures_dir / "xiao_init_curves.png"
-    save_figure(fig, path)
-    return [path]
+    return [save_figure(fig, figures_dir / "xiao_init_curves.png", tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(

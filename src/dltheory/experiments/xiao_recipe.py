@@ -248,10 +248,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         title_fontsize=7,
     )
     ax.set_title(f"Training recipe study: delta-orthogonal critical tanh CNN, depth {data['depth']}")
-    fig.tight_layout()
-    path = figures_dir / "xiao_recipe.png"
-    save_figure(fig, path, tight=True)
-    return [path]
+    return [save_figure(fig, figures_dir / "xiao_recipe.png", tight=True, tight_layout=True)]
 
 
 EXPERIMENT = ExperimentSpec(
