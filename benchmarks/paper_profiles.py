@@ -48,6 +48,10 @@ VARIANTS: dict[str, tuple[str, str, dict[str, str]]] = {
             "test_size": "2000",
         },
     ),  # fmt: skip
+    # the paper's 10^6 iterations for one loss at a time, without the p = 4 preprocessing study (3.5 hours
+    # for the whole profile on two cores; each half fits in about an hour)
+    "arora-lp-regression:paper-l2": ("arora-lp-regression", "paper", {"powers": "[2]", "sensitivity": "[]"}),
+    "arora-lp-regression:paper-l4": ("arora-lp-regression", "paper", {"powers": "[4]", "sensitivity": "[]"}),
 }
 
 
