@@ -9,7 +9,7 @@ activation at every tracked pair), the residual verdict, its extrapolation and t
 recommendation. Both are timed in the same process, interleaved, and the best of ``repeats`` is kept.
 The issue's target: diagnose of a 1,000-block residual MLP costs <= 3x one training step.
 
-Run: python benchmarks/bench_diagnose_residual.py [--depth 1000] [--width 512] [--batch 64] [--threads 1]
+Run: python benchmarks/bench_diagnose_residual.py [--depth 1000] [--widths 512 256] [--batch 64] [--threads 1]
 """
 
 from __future__ import annotations
@@ -50,25 +50,12 @@ def time_diagnosis(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, dict
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--depth", type=int, default=1000)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--block", default="reduced", choices=["reduced", "two_layer", "mlp"])
-    parser.add_argument("--norm", default=None, choices=[None, "layer", "rms"])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on shared cores)")
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "results" / "diagnose_residual.json"
-    )
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def measure(args: argparse.Namespace, width: int) -> list[dict[str, object]]:
     generator = torch.Generator().manual_seed(0)
     activation = "gelu" if args.block == "mlp" else "tanh"
     model = ResidualMLP(
-        args.width,
-        args.width,
+        width,
+        width,
         args.depth,
         activation=activation,
         block=args.block,
@@ -77,7 +64,7 @@ def main() -> None:
         sigma_b2=0.05,
         generator=generator,
     )
-    x = torch.randn(args.batch, args.width, generator=generator)
+    x = torch.randn(args.batch, width, generator=generator)
     y = torch.randint(0, 10, (args.batch,), generator=generator)
     time_training_step(model, x[:2], y[:2])  # warm-up (allocator, kernels)
     steps, diagnoses, info = [], [], {}
@@ -89,20 +76,24 @@ def main() -> None:
     ratio = diag / step
     size = (
         f"{args.depth} {args.block} blocks ({activation}{', ' + args.norm + 'norm' if args.norm else ''}), "
-        f"width {args.width}, batch {args.batch}, alpha = 1/sqrt(depth)"
+        f"width {width}, batch {args.batch}, alpha = 1/sqrt(depth)"
     )
     note = f"{size}; best of {args.repeats}; threads {torch.get_num_threads()}"
-    rows = [
+    print(
+        f"width {width}: training step {step:.3f} s, diagnose {diag:.3f} s, ratio {ratio:.2f} "
+        f"(target <= {TARGET_RATIO}); {info}"
+    )
+    return [
         {
             "benchmark": "diagnose-residual",
-            "metric": "training step",
+            "metric": f"training step (width {width})",
             "value": step,
             "unit": "s",
             "note": note,
         },
         {
             "benchmark": "diagnose-residual",
-            "metric": "diagnosis / training step",
+            "metric": f"diagnosis / training step (width {width})",
             "value": diag,
             "unit": "s",
             "baseline": step,
@@ -113,11 +104,24 @@ def main() -> None:
             f"{info.get('growth_measured'):.4g}, mean field {info.get('growth_predicted'):.4g}",
         },
     ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--depth", type=int, default=1000)
+    parser.add_argument("--widths", type=int, nargs="+", default=[512, 256])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--block", default="reduced", choices=["reduced", "two_layer", "mlp"])
+    parser.add_argument("--norm", default=None, choices=[None, "layer", "rms"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on shared cores)")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "diagnose_residual.json"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = [row for width in args.widths for row in measure(args, width)]
     atomic_write_json(args.out, rows)
-    print(f"{'measurement':<28}{'seconds':>10}")
-    print(f"{'one training step':<28}{step:>10.3f}")
-    print(f"{'diagnose (default)':<28}{diag:>10.3f}")
-    print(f"ratio {ratio:.2f} (target <= {TARGET_RATIO}); {note}; {info}")
 
 
 if __name__ == "__main__":

@@ -141,6 +141,19 @@ class GraphPrediction:
     per_input: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
 
+_MAPS: dict[tuple[str, tuple[tuple[str, float], ...]], GaussianMaps] = {}
+
+
+def _gaussian_maps(activation: Activation) -> GaussianMaps:
+    """One GaussianMaps per registry activation (user callables, whose names may repeat, get their own)."""
+    if activation.derivative_method != "exact":
+        return GaussianMaps(activation)
+    key = (activation.name, tuple(sorted(activation.params.items())))
+    if key not in _MAPS:
+        _MAPS[key] = GaussianMaps(activation)
+    return _MAPS[key]
+
+
 def _stats(maps: Maps, pair_a: np.ndarray, pair_b: np.ndarray) -> tuple[float, float]:
     diag = maps.diag.reshape(maps.diag.shape[0], -1).sum(axis=1)
     cross = maps.cross.reshape(maps.cross.shape[0], -1).sum(axis=1)
@@ -295,7 +308,7 @@ def _forward(
                 "or of a sum that includes one): not covered"
             )
             return None
-        maps = GaussianMaps(node.activation)
+        maps = _gaussian_maps(node.activation)
         m, d = maps.moments(first.diag)
         with np.errstate(invalid="ignore", divide="ignore"):
             qa, qb = first.diag[pair_a], first.diag[pair_b]

@@ -22,7 +22,7 @@ from dltheory.nn.diagnose._report import (
     Predicted,
     Recommendation,
 )
-from dltheory.nn.diagnose._structured import predict_structured
+from dltheory.nn.diagnose._structured import fill_from_graph, predict_structured
 from dltheory.nn.diagnose._theory import clear_cache, layer_params, predict_segment
 from dltheory.nn.diagnose._trace import (
     LAYER_TYPES,
@@ -449,6 +449,8 @@ def _report(
     traces, notes = run.recorder.layers, run.notes
     n = len(traces)
     graph_run = run.graph is not None and run.graph.output_index is not None
+    if run.graph is not None:
+        fill_from_graph(traces, run.graph.records)
     links = [] if graph_run else analyse_links(traces, run.recorder.leaves)
     params = [layer_params(t) for t in traces]
     spans = segments([link.covered for link in links], n) if not graph_run else [(0, n - 1)]

@@ -22,8 +22,8 @@ from dltheory.signalprop.stack import StackBlock, branch_ops, find_blocks, solve
 AIM_GROWTH = 2.0
 #: how far the depth laws are continued (copies of the model's last block): this many times the model's
 #: depth, at least MIN_HORIZON blocks
-HORIZON_FACTOR = 4
-MIN_HORIZON = 1_000
+HORIZON_FACTOR = 2
+MIN_HORIZON = 500
 
 
 @dataclass
@@ -39,6 +39,19 @@ class StructuredPrediction:
     recommendation: Recommendation | None
     uncovered: list[str]
     notes: list[str]
+
+
+def fill_from_graph(traces: list[LayerTrace], records: list[NodeRecord]) -> None:
+    """Copy the graph recorder's measurements of each layer's output (and input) into its trace (the hook
+    recorder only notes which layers ran, in graph mode)."""
+    for trace, index in zip(traces, _layer_nodes(traces, records), strict=True):
+        if index is None:
+            continue
+        record = records[index]
+        trace.q_samples, trace.c_pairs, trace.grad_sq = record.q_samples, record.c_pairs, record.grad_sq
+        if record.node.inputs:
+            source = records[record.node.inputs[0]]
+            trace.input_q_map, trace.input_pair_map = source.diag, source.cross
 
 
 def _layer_nodes(traces: list[LayerTrace], records: list[NodeRecord]) -> list[int | None]:

@@ -60,6 +60,7 @@ POOL_TYPES = (
 )
 SUBSAMPLE = 4096
 _EMPTY = torch.zeros(0, dtype=torch.float64)
+_NONE = np.zeros(0)
 _MATCH_RTOL = 1e-4
 _MATCH_ATOL = 1e-6
 
@@ -183,7 +184,7 @@ class Recorder:
         self.model = model
         self.batch = batch
         self.pair_a, self.pair_b = pair_a, pair_b
-        self.light = light  # no value subsamples (they only serve the chain's link analysis)
+        self.light = light  # graph mode: only which layers ran (the graph recorder measures the tensors)
         self.layers: list[LayerTrace] = []
         self.leaves: list[LeafCall] = []
         self.skipped: list[str] = []
@@ -231,8 +232,11 @@ class Recorder:
                     f"{self.batch}"
                 )
                 return
-            q, c = _output_stats(output, self.pair_a, self.pair_b)
-            q_map, pair_map = _position_maps(x, _feature_dim(module, x), self.pair_a, self.pair_b)
+            if self.light:  # the graph recorder measures these tensors; fill_from_graph copies them in
+                q, c, q_map, pair_map = _NONE, _NONE, _NONE, _NONE
+            else:
+                q, c = _output_stats(output, self.pair_a, self.pair_b)
+                q_map, pair_map = _position_maps(x, _feature_dim(module, x), self.pair_a, self.pair_b)
             trace = LayerTrace(
                 index=len(self.layers),
                 name=label,
@@ -250,7 +254,7 @@ class Recorder:
                 output_numel=output.numel(),
             )
             self.layers.append(trace)
-            if output.requires_grad:
+            if output.requires_grad and not self.light:
                 output.register_hook(self._grad_hook(trace))
 
         return hook
