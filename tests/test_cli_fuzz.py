@@ -164,6 +164,10 @@ INVALID: dict[str, dict[str, tuple[st.SearchStrategy[str], list[str]]]] = {
         "pairs": (ints_not(minimum=1), []),
         "seed": (ints_not(minimum=0), []),
         "out": (st.just("{work}"), ["--plot"]),
+        "growth_target": (
+            st.one_of(NOT_FLOAT, NON_FINITE, st.floats(max_value=1.0, min_value=-1e6).map(repr)),
+            [],
+        ),
     },
     "learning-curve": {
         "mu_norm2": (floats_not(positive=True), []),
@@ -271,27 +275,9 @@ def _assert_rejected(result, command: str, name: str, value: str) -> None:
     assert any(n in line for n in names), f"{command}: the error does not name {sorted(names)}: {errors[0]}"
 
 
-# what other engineers' commands still get wrong (reported to their owners); strict where the invalid
-# value is fixed, so that the fix makes these fail until the mark is removed
-KNOWN = {
-    ("diagnose", "factory"): "diagnose: errors are wrapped over several lines by rich",
-    ("diagnose", "input_shape"): "diagnose: errors are wrapped over several lines by rich",
-    ("diagnose", "data"): "diagnose: errors are wrapped over several lines by rich",
-    ("diagnose", "sets"): "diagnose: errors are wrapped over several lines by rich",
-    ("diagnose", "seed"): "diagnose: a negative --seed is accepted",
-    ("diagnose", "out"): "diagnose: a directory as --out is accepted (figure written where?)",
-}
-STRICT = {("diagnose", "out")}
-
-
-def _case(command: str, name: str):
-    if (command, name) in KNOWN:
-        mark = pytest.mark.xfail(reason=KNOWN[command, name], strict=(command, name) in STRICT)
-        return pytest.param(command, name, marks=mark, id=f"{command}-{name}")
-    return pytest.param(command, name, id=f"{command}-{name}")
-
-
-@pytest.mark.parametrize(("command", "name"), [_case(c, n) for c, n in CASES if n in INVALID.get(c, {})])
+@pytest.mark.parametrize(
+    ("command", "name"), [pytest.param(c, n, id=f"{c}-{n}") for c, n in CASES if n in INVALID.get(c, {})]
+)
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_invalid_values_are_rejected_on_one_line(command, name, work, data):

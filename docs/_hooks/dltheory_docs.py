@@ -50,12 +50,7 @@ OPTIONAL_PAGES = (
 #: warnings are shown as INFO (listed here so that they are fixed at the source, not forgotten); every other
 #: docstring warning fails the strict build. tests/docs/test_docstrings.py parses every module of the
 #: package (rendered or not) and fails on an unlisted issue and on an entry whose module has none left.
-KNOWN_DOCSTRING_ISSUES = (
-    "src/dltheory/nn/diagnose/",  # "Raises:" entries griffe cannot split
-    "src/dltheory/signalprop/layerwise.py:",  # "Args:" lines naming two parameters at once
-    "src/dltheory/signalprop/summary.py:",  # "Args:" lines naming two parameters at once
-    "src/dltheory/signalprop/residual.py:",  # "Args:" lines naming several parameters; "Raises:" split
-)
+KNOWN_DOCSTRING_ISSUES: tuple[str, ...] = ()
 
 #: the page that documents each paper's experiments (``<!-- dltheory:experiments PAPER -->`` on it)
 PAPER_PAGES = {

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dltheory.commands._common import fail, name_options
 from dltheory.core.io import to_json
 
 IMAGE_DATA = ("mnist", "fashion-mnist", "cifar10", "digits")
@@ -51,7 +52,7 @@ def load_factory(spec: str) -> Any:
 
 def parse_shape(text: str) -> tuple[int, ...]:
     try:
-        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
     except ValueError as exc:
         raise ValueError(f"--input-shape must be comma-separated positive integers, got {text!r}") from exc
     if not shape or any(s <= 0 for s in shape):
@@ -182,13 +183,18 @@ def register(app: typer.Typer) -> None:
 
         from dltheory.nn.diagnose import diagnose
 
-        err = Console(stderr=True)
         try:
             build = load_factory(factory)
             kwargs = parse_kwargs(sets)
             shape = parse_shape(input_shape)
             if batch < 2:
                 raise ValueError(f"--batch must be >= 2, got {batch}")
+            if seed < 0:
+                raise ValueError(f"--seed must be >= 0, got {seed}")
+            if not growth_target > 1.0:
+                raise ValueError(f"--growth-target must be > 1 (a growth factor), got {growth_target}")
+            if out is not None and not no_plot and out.is_dir():
+                raise ValueError(f"--out must be the path of a PNG file, got the directory {str(out)!r}")
             model = build(**kwargs)
             if not isinstance(model, torch.nn.Module):
                 raise ValueError(f"{factory} returned {type(model).__name__}, not a torch.nn.Module")
@@ -205,8 +211,7 @@ def register(app: typer.Typer) -> None:
                 strict=strict,
             )
         except (ValueError, TypeError, FileNotFoundError) as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(code=2) from exc
+            fail(name_options(exc, {"pairs": "--pairs", "growth_target": "--growth-target"}))
         figure = None
         if out is not None and not no_plot:
             report.plot(out).clear()

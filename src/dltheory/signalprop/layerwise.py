@@ -141,7 +141,8 @@ def split_cross(
 
     Args:
         activation: name or Activation.
-        q1, q2: variances (> 0), broadcast with ``c``.
+        q1: variance of the first input (> 0), broadcast with ``c``.
+        q2: variance of the second input (> 0), broadcast with ``c``.
         c: correlations in [-1, 1].
         nodes: Gauss-Legendre nodes per piece.
 
@@ -382,7 +383,8 @@ def propagate_chain(
         activations: the n - 1 elementwise activations between consecutive layers.
         input_q: ``[inputs, *positions]`` mean square (over features) of the first layer's input.
         input_cross: ``[pairs, *positions]`` mean product of the inputs of each pair.
-        pair_a, pair_b: indices of the two inputs of each pair into ``input_q``'s first axis.
+        pair_a: index of each pair's first input into ``input_q``'s first axis.
+        pair_b: index of each pair's second input into ``input_q``'s first axis.
 
     Returns:
         :class:`ChainPrediction` (see the module docstring for the equations).

@@ -203,8 +203,10 @@ def propagate_stack(
     Args:
         branch: the branch operations (the same for every block) or one tuple per block.
         depth: number of blocks.
-        q0, lam0: second moment and covariance of the stream entering the first block (arrays that broadcast
-            with the operations' parameters; ``lam0`` None skips correlations).
+        q0: second moment of the stream entering the first block (an array that broadcasts with the
+            operations' parameters).
+        lam0: covariance of two inputs' streams entering the first block (same broadcasting; None skips
+            correlations).
         post: the normaliser after the addition (None for none), or one per block.
 
     Returns:
@@ -325,7 +327,8 @@ def residual_propagation(
 
     Args:
         activation: name or Activation of the branch nonlinearity.
-        sigma_w2, sigma_b2: weight and bias variances of every branch layer (broadcast).
+        sigma_w2: weight variance of every branch layer (broadcast).
+        sigma_b2: bias variance of every branch layer (broadcast).
         depth: number of residual blocks L >= 1.
         q0: second moment of the stream entering the first block (> 0, broadcast).
         c0: correlation of the two tracked inputs entering the first block, in [-1, 1] (broadcast).
@@ -421,8 +424,15 @@ def branch_scale(
     ``a / sqrt(depth)``: ReLU blocks need ``alpha^2 X_B depth ~ log(growth)``.
 
     Args:
-        activation, sigma_w2, sigma_b2, depth, q0, block, norm, norm_position, width: as in
-            :func:`residual_propagation` (scalars).
+        activation: as in :func:`residual_propagation` (a scalar).
+        sigma_w2: as in :func:`residual_propagation` (a scalar).
+        sigma_b2: as in :func:`residual_propagation` (a scalar).
+        depth: as in :func:`residual_propagation` (a scalar).
+        q0: as in :func:`residual_propagation` (a scalar).
+        block: as in :func:`residual_propagation` (a scalar).
+        norm: as in :func:`residual_propagation` (a scalar).
+        norm_position: as in :func:`residual_propagation` (a scalar).
+        width: as in :func:`residual_propagation` (a scalar).
         growth: target end-to-end growth of the squared gradient, > 1.
 
     Returns:
@@ -430,7 +440,7 @@ def branch_scale(
 
     Raises:
         ValueError: for post-norm stacks (the growth need not be monotone in alpha) and when no alpha in
-        [1e-6, 1e3] reaches the target.
+            [1e-6, 1e3] reaches the target.
 
     Examples:
         >>> alpha = branch_scale("relu", 2.0, 0.0, depth=100, q0=1.0, growth=2.0)
@@ -543,8 +553,13 @@ def residual_asymptotics(
     normaliser; every activation with pre-norm; post-norm.
 
     Args:
-        activation, sigma_w2, sigma_b2, alpha, block, norm, norm_position: as in
-            :func:`residual_propagation` (scalars).
+        activation: as in :func:`residual_propagation` (a scalar).
+        sigma_w2: as in :func:`residual_propagation` (a scalar).
+        sigma_b2: as in :func:`residual_propagation` (a scalar).
+        alpha: as in :func:`residual_propagation` (a scalar).
+        block: as in :func:`residual_propagation` (a scalar).
+        norm: as in :func:`residual_propagation` (a scalar).
+        norm_position: as in :func:`residual_propagation` (a scalar).
         q0: initial second moment (enters the power law of pre-norm stacks).
 
     Returns:
@@ -552,7 +567,7 @@ def residual_asymptotics(
 
     Raises:
         ValueError: for an unnormalised stack whose activation is neither bounded nor positively
-        homogeneous (e.g. GELU), where no law is implemented.
+            homogeneous (e.g. GELU), where no law is implemented.
 
     Examples:
         >>> law = residual_asymptotics("tanh", 1.0, 0.0)

@@ -53,7 +53,8 @@ def fixed_point_summary(
 
     Args:
         activation: name or Activation.
-        sigma_w2, sigma_b2: weight and bias variances (scalars).
+        sigma_w2: weight variance (scalar).
+        sigma_b2: bias variance (scalar).
         tol: half-width of the critical band of the phase label.
 
     Returns:

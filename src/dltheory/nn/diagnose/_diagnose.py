@@ -622,9 +622,10 @@ def diagnose(
         growth verdict and the depth laws, and ``report.recommendation`` the branch scale.
 
     Raises:
-        TypeError / ValueError for bad arguments; :class:`DiagnoseError` (a ValueError) when the model raises
-        on the inputs or does not return a batch, or (``strict=True``) names what the theory does not
-        cover; ValueError when the model runs no ``nn.Linear`` / ``nn.Conv*d`` layer.
+        TypeError: for arguments of the wrong type.
+        ValueError: for bad argument values, or when the model runs no ``nn.Linear`` / ``nn.Conv*d`` layer.
+        DiagnoseError: (a ValueError) when the model raises on the inputs or does not return a batch, or
+            (``strict=True``) naming what the theory does not cover.
 
     References:
         Poole et al. 2016; Schoenholz et al. 2017; Xiao et al. 2018 (chains); Yang & Schoenholz 2017
