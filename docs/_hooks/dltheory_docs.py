@@ -330,7 +330,9 @@ def _machine(record: dict[str, Any]) -> str:
     cpu = machine.get("cpu_model")
     if cpu:
         count = machine.get("cpu_count")
-        parts.append(f"{cpu}" + (f" ({count} cores)" if count else ""))
+        threads = machine.get("torch_threads")
+        used = f", {threads} thread{'s' * (threads != 1)} used" if isinstance(threads, int) else ""
+        parts.append(f"{cpu}" + (f" ({count} cores{used})" if count else ""))
     return "; ".join(parts) or "unknown"
 
 

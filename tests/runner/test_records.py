@@ -106,6 +106,7 @@ def test_record_copies_result_figures_and_provenance(tiny_run, tmp_path):
         "python": payload["environment"]["python"],
     }
     assert record["machine"]["cpu_count"] == os.cpu_count() and record["machine"]["cpu_model"]
+    assert record["machine"]["torch_threads"] == payload["environment"]["torch_threads"] >= 1
     assert record["machine"]["gpu"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
     checkout = source_checkout()
     if checkout is None:

@@ -384,6 +384,7 @@ def make_record(result: Mapping[str, Any], name: str) -> dict[str, Any]:
         "machine": {
             "cpu_model": env.get("cpu_model"),
             "cpu_count": env.get("cpu_count"),
+            "torch_threads": env.get("torch_threads"),
             "gpu": env.get("gpu"),
         },
         "verdict": result["verdict"],
