@@ -10,6 +10,8 @@ A page asks for generated content with a marker comment on a line of its own:
 - ``<!-- dltheory:headline -->``: one line per experiment with the verdict of its latest recorded run;
 - ``<!-- dltheory:records -->``: the table of every recorded run under ``docs/results/<experiment>/<record>/``
   and one section per record (provenance, claims, figures);
+- ``<!-- dltheory:claims EXPERIMENT/RECORD | TEXT -->``: the claims of one record whose name contains
+  ``TEXT`` (all of them without ``| TEXT``), with a link to the record: prose quotes numbers this way;
 - ``<!-- dltheory:gpu-raw -->``: the earlier raw GPU results ``docs/results/gpu_*.json``;
 - ``<!-- dltheory:benchmarks -->``: the recorded benchmark files ``docs/results/benchmarks/*.json``.
 
@@ -134,6 +136,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
             return render_headline(docs_dir, page_dir)
         if kind == "records":
             return render_records(docs_dir, page_dir)
+        if kind == "claims":
+            return render_claims(argument, docs_dir, page_dir)
         if kind == "gpu-raw":
             return render_gpu_raw(docs_dir)
         if kind == "benchmarks":
@@ -400,17 +404,7 @@ def _record_block(record: dict[str, Any], page_dir: str, level: int, link: bool)
         lines.append(f"[Full record]({target}#{_anchor(record)})\n")
     claims = record["_result"].get("claims") or []
     if claims:
-        lines.append("| claim | predicted | measured | tolerance | agree | note |\n|---|---|---|---|---|---|")
-        for claim in claims:
-            agree = claim.get("agree")
-            mark = "reported" if agree is None else ("yes" if agree else "**no**")
-            lines.append(
-                f"| {_cell(str(claim.get('name', '')))} | {_cell(_short(claim.get('predicted')))} | "
-                f"{_cell(_short(claim.get('measured')))} | {_cell(_short(claim.get('tolerance')))} | "
-                f"{mark} | "
-                f"{_cell(str(claim.get('note', '')))} |"
-            )
-        lines.append("")
+        lines.append(_claims_table(claims))
     notes = record["_result"].get("notes") or []
     if notes:
         lines.append("\n".join(f"- *{_cell(str(n))}*" for n in notes) + "\n")
@@ -418,6 +412,44 @@ def _record_block(record: dict[str, Any], page_dir: str, level: int, link: bool)
         rel = posixpath.relpath(figure, page_dir or ".")
         lines.append(f"![{record['experiment']}: {Path(figure).stem}]({rel})\n")
     return "\n".join(lines)
+
+
+def _claims_table(claims: list[dict[str, Any]]) -> str:
+    rows = ["| claim | predicted | measured | tolerance | agree | note |", "|---|---|---|---|---|---|"]
+    for claim in claims:
+        agree = claim.get("agree")
+        mark = "reported" if agree is None else ("yes" if agree else "**no**")
+        rows.append(
+            f"| {_cell(str(claim.get('name', '')))} | {_cell(_short(claim.get('predicted')))} | "
+            f"{_cell(_short(claim.get('measured')))} | {_cell(_short(claim.get('tolerance')))} | {mark} | "
+            f"{_cell(str(claim.get('note', '')))} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def render_claims(argument: str, docs_dir: Path, page_dir: str) -> str:
+    """The claims of one recorded run (``EXPERIMENT/RECORD``), or only those whose name contains the text
+    after ``|`` (case-insensitive), with a link to the full record. A missing record or a filter that
+    matches nothing is a build warning (an error under ``mkdocs build --strict``)."""
+    target, _, wanted = (part.strip() for part in argument.partition("|"))
+    experiment, _, name = target.partition("/")
+    found = [r for r in _load_records(docs_dir) if r["experiment"] == experiment and r["record"] == name]
+    if not found:
+        log.warning("dltheory:claims: no recorded run %r under docs/results/", target)
+        return f"*No recorded run `{target}`.*\n"
+    record = found[0]
+    claims = [
+        c for c in record["_result"].get("claims") or [] if wanted.lower() in str(c.get("name", "")).lower()
+    ]
+    if not claims:
+        log.warning("dltheory:claims: no claim of %s contains %r", target, wanted)
+        return f"*No claim of `{target}` contains {wanted!r}.*\n"
+    link = posixpath.relpath("results/index.md", page_dir or ".")
+    caption = (
+        f"From the recorded run [`{target}`]({link}#{_anchor(record)}) ({_cell(str(record.get('profile', '')))} "
+        f"profile, {_wall(record)}, {_cell(_machine(record))}, {_cell(str(record.get('date', ''))[:10])}):\n"
+    )
+    return caption + "\n" + _claims_table(claims)
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -90,6 +90,12 @@ def test_records_render_with_claims_and_figures(tmp_path: Path, hook) -> None:
     assert "No recorded run yet" in experiments  # the other liao experiments
     assert "no recorded run yet" in hook.render_headline(tmp_path / "none", "")
 
+    quoted = hook.render_claims("liao-dynamics/sample | C1", tmp_path, "liao")
+    assert "[`liao-dynamics/sample`](../results/index.md#rec-liao-dynamics-sample)" in quoted
+    assert "| c1 | [1.0, 2.0] | 1.235 | 0.1 | **no** |" in quoted
+    assert "No claim of" in hook.render_claims("liao-dynamics/sample | absent", tmp_path, "liao")
+    assert "No recorded run" in hook.render_claims("liao-dynamics/other", tmp_path, "liao")
+
 
 def test_cli_reference_lists_every_command(hook) -> None:
     import typer
