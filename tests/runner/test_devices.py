@@ -1,10 +1,12 @@
 """Devices through the runner: resolve_device, RunDir.device, checkpoints across devices, the environment."""
 
+import json
+
 import pytest
 import torch
 
-from dltheory.experiments.execute import environment_info
-from dltheory.runner.devices import resolve_device
+from dltheory.experiments.execute import environment_info, run_experiment
+from dltheory.runner.devices import flush_denormals, resolve_device
 from dltheory.runner.runs import RunDir
 from dltheory.runner.train import train
 
@@ -52,6 +54,36 @@ def test_environment_records_the_device():
     info = environment_info("cpu")
     assert info["device"] == "cpu" and info["cpu_model"]
     assert "gpu_memory_gib" not in info
+
+
+SUBNORMAL = 1e-40  # below float32's smallest normal number, 1.18e-38
+
+
+def _product_of_subnormals() -> float:
+    return float(torch.tensor([SUBNORMAL], dtype=torch.float32) * torch.tensor([2.0]))
+
+
+def test_flush_denormals_zeroes_subnormals_inside_and_restores_the_default():
+    assert _product_of_subnormals() == pytest.approx(2 * SUBNORMAL, rel=1e-3)  # torch's default: kept
+    with flush_denormals("cpu") as active:
+        if not active:
+            pytest.skip("this CPU cannot flush subnormals (torch.set_flush_denormal returned False)")
+        assert _product_of_subnormals() == 0.0
+    assert _product_of_subnormals() == pytest.approx(2 * SUBNORMAL, rel=1e-3)
+
+
+def test_flush_denormals_leaves_cuda_runs_alone():
+    with flush_denormals("cuda:0") as active:
+        assert active is False
+        assert _product_of_subnormals() == pytest.approx(2 * SUBNORMAL, rel=1e-3)
+
+
+def test_a_cpu_run_flushes_subnormals_and_records_it(tmp_path):
+    record = run_experiment("signalprop-phase-diagram", "tiny", out=tmp_path, device="cpu")
+    assert record.status == "completed"
+    environment = json.loads((record.path / "result.json").read_text())["environment"]
+    assert environment["flush_denormal"] is torch.set_flush_denormal(False)  # as supported by this CPU
+    assert _product_of_subnormals() == pytest.approx(2 * SUBNORMAL, rel=1e-3)  # restored after the run
 
 
 def _linear_run(run_dir, steps=6, device=None, interrupt_at=None):

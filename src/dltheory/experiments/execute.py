@@ -36,7 +36,7 @@ from dltheory.data import DataNotFoundError
 from dltheory.exitcodes import FAILURE_CODES, ExitCode, is_resource_error
 from dltheory.experiments.base import ExperimentSpec, Result, config_to_dict, config_with_overrides
 from dltheory.experiments.registry import get
-from dltheory.runner.devices import device_info, resolve_device
+from dltheory.runner.devices import device_info, flush_denormals, resolve_device
 from dltheory.runner.records import run_provenance
 from dltheory.runner.runs import DamagedRunFileError, RunDir, read_metrics_file
 
@@ -220,7 +220,8 @@ def run_experiment(
 
     try:
         run_dir.set_status("running")
-        result: Result = experiment.run(config, run_dir)
+        with flush_denormals(resolved) as flushed:
+            result: Result = experiment.run(config, run_dir)
         if result.status == "failed":
             reason = "; ".join(result.notes[-1:]) or "the experiment reported itself failed"
             return failed(None, f"{name} reported failure: {reason}", "experiment", result.to_dict())
@@ -228,6 +229,7 @@ def run_experiment(
         wall = time.perf_counter() - start
         payload = result.to_dict()
         payload.update(_provenance(experiment, profile, config, wall, overrides, resolved), figures=figures)
+        payload["environment"]["flush_denormal"] = flushed
         run_dir.write_result(payload)
         run_dir.set_status("completed", verdict=result.verdict)
     except KeyboardInterrupt:

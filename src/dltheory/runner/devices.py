@@ -137,3 +137,31 @@ def float32_precision(precision: str = "fp32") -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@contextmanager
+def flush_denormals(device: str = "cpu") -> Iterator[bool]:
+    """Within the block, a CPU treats subnormal floats (below 1.2e-38 in float32) as zero.
+
+    Deep networks in the ordered phase (Gaussian kernels at hundreds of layers and more) carry
+    backward-pass signals that decay into the subnormal range; x86 processors compute with subnormals
+    in microcode, 10-100 times slower (a 10,000-layer Gaussian CNN trained 50 times slower per step
+    here). Their values are zero for every purpose of training, so flushing them changes no result
+    beyond 1e-38 while keeping step times independent of the initialisation. Yields whether flushing is
+    active (False on CUDA, or where the CPU does not support it). torch offers no way to read the
+    previous setting, so on exit its default (off) is restored.
+
+    Args:
+        device: the resolved device of the run; nothing is changed on ``cuda``.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        yield False
+        return
+    active = bool(torch.set_flush_denormal(True))
+    try:
+        yield active
+    finally:
+        if active:
+            torch.set_flush_denormal(False)
