@@ -344,7 +344,9 @@ def _wall(record: dict[str, Any]) -> str:
     wall = record.get("wall_time_s")
     if not isinstance(wall, int | float):
         return ""
-    return f"{wall:.0f} s" if wall < 120 else f"{wall / 60:.1f} min"
+    text = f"{wall:.0f} s" if wall < 120 else f"{wall / 60:.1f} min"
+    attempts = record.get("attempts")
+    return text + (f" ({attempts} attempts)" if isinstance(attempts, int) and attempts > 1 else "")
 
 
 def render_records(docs_dir: Path, page_dir: str) -> str:

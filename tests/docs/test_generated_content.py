@@ -69,6 +69,7 @@ def test_records_render_with_claims_and_figures(tmp_path: Path, hook) -> None:
         "profile": "quick",
         "verdict": "disagree",
         "wall_time_s": 200.0,
+        "attempts": 2,
         "date": "2026-01-02",
         "machine": {"cpu_model": "CPU X", "cpu_count": 2},
     }
@@ -79,7 +80,7 @@ def test_records_render_with_claims_and_figures(tmp_path: Path, hook) -> None:
     (folder / "result.json").write_text(json.dumps({"claims": claims, "notes": ["a caveat"]}))
 
     page = hook.render_records(tmp_path, "results")
-    assert "(#rec-liao-dynamics-sample)" in page and "**disagree**" in page and "3.3 min" in page
+    assert "(#rec-liao-dynamics-sample)" in page and "**disagree**" in page and "3.3 min (2 attempts)" in page
     assert "| c1 | [1.0, 2.0] | 1.235 | 0.1 | **no** |" in page and "a caveat" in page
     assert "![liao-dynamics: curves](liao-dynamics/sample/figures/curves.png)" in page
     experiments = hook.render_experiments("liao", tmp_path, "liao")

@@ -44,7 +44,7 @@ import fault_driver  # noqa: E402
 DRIVER = HERE / "fault_driver.py"
 TRAINING = "foundation-mnist-linear"  # 60 SGD steps, a checkpoint every 12, evaluations every 6
 SECOND = "laurent-counterexample"  # a numpy experiment, for reproduce
-VOLATILE = {"wall_time_s", "environment", "date", "command", "commit", "commit_dirty"}
+VOLATILE = {"wall_time_s", "attempts", "environment", "date", "command", "commit", "commit_dirty"}
 runner = CliRunner()
 
 
@@ -183,6 +183,8 @@ def test_sigkill_during_training_then_resume_is_bitwise_equal(env, reference, tm
     resumed = _cli(env, "run", TRAINING, "-p", "tiny", "-o", out, "--resume")
     assert resumed.exit_code == 0, resumed.output
     _assert_same_run(run, reference / "single" / TRAINING / "tiny")
+    result = json.loads((run / "result.json").read_text())
+    assert result["attempts"] == 2 and result["wall_time_s"] > 0  # the killed attempt's time included
 
 
 def test_sigterm_interrupts_cleanly_with_its_exit_code(env, reference, tmp_path):

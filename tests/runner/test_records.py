@@ -90,7 +90,7 @@ def test_record_copies_result_figures_and_provenance(tiny_run, tmp_path):
     assert not (target / "checkpoints").exists() and not (target / "metrics.jsonl").exists()
 
     record = json.loads((target / "record.json").read_text())
-    assert tuple(record) == RECORD_FIELDS
+    assert tuple(record) == (*RECORD_FIELDS, "attempts") and record["attempts"] == payload["attempts"] == 1
     assert record["experiment"] == EXPERIMENT and record["record"] == "tiny-grid12"
     assert record["profile"] == "tiny" and record["overrides"] == {"grid": "12"} and record["seed"] == 0
     assert record["command"] == payload["command"] == command_line()

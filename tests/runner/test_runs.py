@@ -99,3 +99,51 @@ def test_resume_removes_temporaries_of_a_killed_writer(tmp_path):
     assert all(f.exists() for f in stale)
     RunDir(run.path, {"a": 1}, resume=True)
     assert not any(f.exists() for f in stale)
+
+
+def _status_at(run: RunDir, **fields) -> None:
+    """Overwrite status.json as an earlier process left it (times relative to now)."""
+    import json
+    import time
+
+    now = time.time()
+    payload = {k: now + v if k in ("time", "started") else v for k, v in fields.items()}
+    run.status_file.write_text(json.dumps(payload))
+
+
+def test_attempts_sum_the_time_of_a_stopped_and_resumed_run(tmp_path):
+    run = RunDir(tmp_path / "r", {"a": 1})
+    first = run.start_attempt()
+    assert (first.number, first.spent_before_s) == (1, 0.0)
+    assert run.status()["status"] == "running" and run.status()["attempt"] == 1
+    _status_at(run, status="interrupted", time=-20.0, attempt=1, started=-80.0, spent_before_s=0.0)
+    second = RunDir(tmp_path / "r", {"a": 1}, resume=True).start_attempt()
+    assert second.number == 2 and second.spent_before_s == pytest.approx(60.0, abs=1.0)
+    assert second.total_seconds() >= second.spent_before_s
+
+
+def test_a_killed_attempt_counts_until_the_last_file_it_wrote(tmp_path):
+    import os
+    import time
+
+    run = RunDir(tmp_path / "r", {"a": 1})
+    checkpoint = run.checkpoints / "model.pt"
+    checkpoint.write_bytes(b"x")
+    now = time.time()
+    os.utime(checkpoint, (now - 30.0, now - 30.0))
+    os.utime(run.path / "config.json", (now - 200.0, now - 200.0))
+    # an older dltheory wrote only "time" (the start) with the running status, and the process was killed
+    _status_at(run, status="running", time=-100.0)
+    resumed = RunDir(tmp_path / "r", {"a": 1}, resume=True).start_attempt()
+    assert resumed.number == 2 and resumed.spent_before_s == pytest.approx(70.0, abs=1.0)
+    # a damaged status counts as no earlier attempt instead of failing the run
+    run.status_file.write_text("{not json")
+    assert RunDir(tmp_path / "r", {"a": 1}, resume=True).start_attempt().number == 1
+
+
+def test_a_completed_or_new_run_starts_at_attempt_one(tmp_path):
+    run = RunDir(tmp_path / "r", {"a": 1})
+    assert run.start_attempt().number == 1
+    run.set_status("completed")
+    assert run.status()["attempt"] == 1  # the attempt's fields stay on every later status
+    assert RunDir(tmp_path / "r", {"a": 1}, resume=True).start_attempt().spent_before_s == 0.0

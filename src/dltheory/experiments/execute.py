@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import sys
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from dltheory.experiments.base import ExperimentSpec, Result, config_to_dict, co
 from dltheory.experiments.registry import get
 from dltheory.runner.devices import device_info, flush_denormals, resolve_device
 from dltheory.runner.records import run_provenance
-from dltheory.runner.runs import DamagedRunFileError, RunDir, read_metrics_file
+from dltheory.runner.runs import Attempt, DamagedRunFileError, RunDir, read_metrics_file
 
 FAILURES = tuple(FAILURE_CODES)
 
@@ -192,19 +191,19 @@ def run_experiment(
             verdict=previous.get("verdict"),
             device=(previous.get("environment") or {}).get("device"),
         )
-    start = time.perf_counter()
+    attempt: Attempt | None = None
 
     def failed(
         exc: BaseException | None, error: str, kind: str, payload: dict[str, Any] | None = None
     ) -> RunRecord:
-        wall = time.perf_counter() - start
+        wall = attempt.total_seconds() if attempt is not None else 0.0
         record = RunRecord(
             name, run_dir.path, "failed", wall, error=error, failure=kind, device=resolved, notes=notes
         )
         if payload is None:
             payload = Result(name, status="failed").to_dict()
         payload.update(
-            _provenance(experiment, profile, config, wall, overrides, resolved),
+            _provenance(experiment, profile, config, attempt, overrides, resolved),
             status="failed",
             error=error,
             failure=kind,
@@ -219,17 +218,18 @@ def run_experiment(
         return record
 
     try:
-        run_dir.set_status("running")
+        attempt = run_dir.start_attempt()
         with flush_denormals(resolved) as flushed:
             result: Result = experiment.run(config, run_dir)
         if result.status == "failed":
             reason = "; ".join(result.notes[-1:]) or "the experiment reported itself failed"
             return failed(None, f"{name} reported failure: {reason}", "experiment", result.to_dict())
         figures = [str(Path(p).relative_to(run_dir.path)) for p in experiment.plot(result, run_dir.figures)]
-        wall = time.perf_counter() - start
         payload = result.to_dict()
-        payload.update(_provenance(experiment, profile, config, wall, overrides, resolved), figures=figures)
+        payload.update(_provenance(experiment, profile, config, attempt, overrides, resolved))
+        payload["figures"] = figures
         payload["environment"]["flush_denormal"] = flushed
+        wall = payload["wall_time_s"]
         run_dir.write_result(payload)
         run_dir.set_status("completed", verdict=result.verdict)
     except KeyboardInterrupt:
@@ -308,20 +308,22 @@ def _provenance(
     experiment: ExperimentSpec,
     profile: str,
     config: Any,
-    wall: float,
+    attempt: Attempt | None,
     overrides: dict[str, str] | None,
     device: str | None = None,
 ) -> dict[str, Any]:
     """What a result file records besides the result: configuration, timing, environment, and the
     command, commit, overrides and completion date that make it recordable (see
-    :mod:`dltheory.runner.records`)."""
+    :mod:`dltheory.runner.records`). ``wall_time_s`` sums every attempt of a resumed run (see
+    :meth:`dltheory.runner.runs.RunDir.start_attempt`); ``attempts`` says how many there were."""
     return {
         "description": experiment.description,
         "paper": experiment.paper,
         "profile": profile,
         "seed": getattr(config, "seed", None),
         "config": config_to_dict(config),
-        "wall_time_s": wall,
+        "wall_time_s": attempt.total_seconds() if attempt is not None else 0.0,
+        "attempts": attempt.number if attempt is not None else 0,
         "environment": environment_info(device),
         **run_provenance(overrides),
     }

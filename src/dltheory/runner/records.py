@@ -361,7 +361,8 @@ def make_record(result: Mapping[str, Any], name: str) -> dict[str, Any]:
         name: the record's name.
 
     Returns:
-        A dict with exactly the keys of :data:`RECORD_FIELDS`.
+        A dict with the keys of :data:`RECORD_FIELDS`, plus ``attempts`` (how many processes worked on a
+        resumed run; ``wall_time_s`` sums them) when the result says.
 
     Raises:
         RecordError: provenance fields are missing (they are named).
@@ -390,6 +391,8 @@ def make_record(result: Mapping[str, Any], name: str) -> dict[str, Any]:
         "verdict": result["verdict"],
         "status": result["status"],
     }
+    if "attempts" in result:
+        record["attempts"] = result["attempts"]
     return record
 
 

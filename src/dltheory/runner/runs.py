@@ -161,6 +161,23 @@ def append_record(path: str | Path, record: dict[str, Any]) -> None:
             raise
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One process's work on a run (see :meth:`RunDir.start_attempt`)."""
+
+    number: int  #: 1 for the first attempt
+    spent_before_s: float  #: seconds spent by the earlier attempts
+    began: float  #: ``time.perf_counter()`` at the start of this attempt
+
+    def seconds(self) -> float:
+        """Seconds spent by this attempt so far."""
+        return time.perf_counter() - self.began
+
+    def total_seconds(self) -> float:
+        """Seconds spent on the run by all attempts so far."""
+        return self.spent_before_s + self.seconds()
+
+
 class RunDir:
     """A run directory. ``config`` (a JSON-able dict) is written on creation and must match on resume.
 
@@ -188,6 +205,7 @@ class RunDir:
     ):
         self.path = Path(path)
         self._device_request = device
+        self._attempt: dict[str, Any] = {}
         self._device: str | None = None
         config_file = self.path / "config.json"
         if config_file.exists():
@@ -270,9 +288,45 @@ class RunDir:
         return read_json_file(self.result_file, remedy=REMEDY_RESUME)
 
     def set_status(self, status: str, **extra: Any) -> None:
+        """Write ``status.json``; every status written after :meth:`start_attempt` carries the attempt's
+        number, start time and the seconds spent by earlier attempts."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        atomic_write_json(self.status_file, {"status": status, "time": time.time(), **extra})
+        atomic_write_json(self.status_file, {"status": status, "time": time.time(), **self._attempt, **extra})
+
+    def start_attempt(self) -> Attempt:
+        """Mark the run as running in a new attempt and return its :class:`Attempt`.
+
+        An attempt is one process working on the run; a run stopped (interrupted, failed, killed) and
+        resumed takes several. The seconds an earlier attempt spent are counted up to its last status
+        (interrupted or failed) or, for an attempt killed without a word, up to the last file it wrote in
+        the run directory (its latest checkpoint or metric): work that left nothing behind is not counted,
+        since the resumed run repeats it.
+        """
+        number, spent = self._earlier_attempts()
+        self._attempt = {"attempt": number + 1, "started": time.time(), "spent_before_s": spent}
+        self.set_status("running")
+        return Attempt(number + 1, spent, time.perf_counter())
+
+    def _earlier_attempts(self) -> tuple[int, float]:
+        try:
+            previous = self.status()
+        except DamagedRunFileError:
+            return 0, 0.0
+        if previous.get("status") not in ("running", "interrupted", "failed"):
+            return 0, 0.0
+        number = int(previous.get("attempt", 1))
+        spent = float(previous.get("spent_before_s", 0.0))
+        started = previous.get("started", previous.get("time"))  # older runs: "time" of the running status
+        if not isinstance(started, int | float):
+            return number, spent
+        if previous["status"] == "running":  # killed: its last trace is the newest file it wrote
+            files = (p for p in self.path.rglob("*") if p.is_file() and p != self.status_file)
+            written = [p.stat().st_mtime for p in files]
+            ended = max([started, *written])
+        else:
+            ended = float(previous.get("time", started))
+        return number, spent + max(0.0, ended - started)
 
     def status(self) -> dict[str, Any]:
         """The status record (``{"status": "new"}`` before the run started).
