@@ -14,7 +14,7 @@ from torch import nn
 from dltheory.core.activations import Activation
 from dltheory.core.validation import check_int, check_positive
 from dltheory.nn.diagnose._adapters import is_fused, recommendation_call, unrolled
-from dltheory.nn.diagnose._graph import GraphRecorder, has_structure, trace
+from dltheory.nn.diagnose._graph import GraphRecorder, TracedModel, has_structure, trace
 from dltheory.nn.diagnose._report import (
     DiagnosisReport,
     JacobianStats,
@@ -150,7 +150,7 @@ def _forward(model: nn.Module, x: torch.Tensor, graph: GraphRecorder | None = No
 
 
 def _measure(
-    model: nn.Module, x: torch.Tensor, options: _Options, graph_module: torch.fx.GraphModule | None = None
+    model: nn.Module, x: torch.Tensor, options: _Options, graph_module: TracedModel | None = None
 ) -> _Measurement:
     """Forward with hooks (and, given a graph module, through its graph with every node recorded), then
     the backward pass of the random read-out ``sum_b <f(x_b), v_b>``."""

@@ -24,7 +24,7 @@ import math
 import operator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dltheory.core.activations import Activation, get_activation
+
+if TYPE_CHECKING:
+    from dltheory.nn.diagnose._graph import TracedModel
 
 LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 SHAPE_ONLY_TYPES = (nn.Identity, nn.Flatten, nn.Unflatten)
@@ -402,7 +405,7 @@ def analyse_links(layers: list[LayerTrace], leaves: list[LeafCall]) -> list[Link
 _ADD_TARGETS = (operator.add, operator.iadd, torch.add)
 
 
-def skip_connections(graph_module: torch.fx.GraphModule | None) -> list[str] | None:
+def skip_connections(graph_module: TracedModel | None) -> list[str] | None:
     """Names of tensor-tensor additions and concatenations in a ``torch.fx`` graph (skip connections), or
     None when there is no graph (the model could not be traced symbolically)."""
     if graph_module is None:
