@@ -447,9 +447,10 @@ def render_claims(argument: str, docs_dir: Path, page_dir: str) -> str:
         log.warning("dltheory:claims: no claim of %s contains %r", target, wanted)
         return f"*No claim of `{target}` contains {wanted!r}.*\n"
     link = posixpath.relpath("results/index.md", page_dir or ".")
+    profile, date = _cell(str(record.get("profile", ""))), _cell(str(record.get("date", ""))[:10])
     caption = (
-        f"From the recorded run [`{target}`]({link}#{_anchor(record)}) ({_cell(str(record.get('profile', '')))} "
-        f"profile, {_wall(record)}, {_cell(_machine(record))}, {_cell(str(record.get('date', ''))[:10])}):\n"
+        f"From the recorded run [`{target}`]({link}#{_anchor(record)}) ({profile} profile, {_wall(record)}, "
+        f"{_cell(_machine(record))}, {date}):\n"
     )
     return caption + "\n" + _claims_table(claims)
 
