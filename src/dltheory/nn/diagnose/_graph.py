@@ -54,7 +54,7 @@ _ATTENTION = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerD
 class TracedModel:
     """A model and its symbolic ``torch.fx`` graph, whose node targets are the model's own submodules and
     attributes: the graph runs on the model itself, without the code generation and module copies of a
-    ``TracedModel`` (a third of the cost of tracing a 1,000-block network)."""
+    ``torch.fx.GraphModule`` (a third of the cost of tracing a 1,000-block network)."""
 
     root: nn.Module
     graph: torch.fx.Graph
