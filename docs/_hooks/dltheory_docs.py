@@ -282,9 +282,13 @@ def render_headline(docs_dir: Path, page_dir: str) -> str:
             status = "no recorded run yet"
         else:
             target = posixpath.relpath(OTHER_PAGE, page_dir or ".")
+            overrides = record.get("overrides") or {}
+            changed = ", ".join(f"{k}={v}" for k, v in overrides.items())
+            changed = f" with {_cell(changed)}" if changed else ""
             status = (
-                f"[{_verdict(record)}]({target}#{_anchor(record)}) ({_cell(str(record.get('profile', '')))}, "
-                f"{_cell(str(record.get('date', ''))[:10])}, {_cell(_machine(record))})"
+                f"[{_verdict(record)}]({target}#{_anchor(record)}): `{_cell(str(record['record']))}` "
+                f"({_cell(str(record.get('profile', '')))} profile{changed}; {_wall(record)}; "
+                f"{_cell(str(record.get('date', ''))[:10])}; {_cell(_machine(record))})"
             )
         rows.append(f"| {link} | {_cell(spec.description)} | {status} |")
     return "\n".join(rows) + "\n"

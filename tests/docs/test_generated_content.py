@@ -70,6 +70,7 @@ def test_records_render_with_claims_and_figures(tmp_path: Path, hook) -> None:
         "verdict": "disagree",
         "wall_time_s": 200.0,
         "attempts": 2,
+        "overrides": {"steps": "600"},
         "date": "2026-01-02",
         "machine": {"cpu_model": "CPU X", "cpu_count": 2},
     }
@@ -90,6 +91,9 @@ def test_records_render_with_claims_and_figures(tmp_path: Path, hook) -> None:
     )
     assert "No recorded run yet" in experiments  # the other liao experiments
     assert "no recorded run yet" in hook.render_headline(tmp_path / "none", "")
+    headline = hook.render_headline(tmp_path, "")
+    assert "[**disagree**](results/index.md#rec-liao-dynamics-sample): `sample`" in headline
+    assert "(quick profile with steps=600; 3.3 min (2 attempts); 2026-01-02; CPU X (2 cores))" in headline
 
     quoted = hook.render_claims("liao-dynamics/sample | C1", tmp_path, "liao")
     assert "[`liao-dynamics/sample`](../results/index.md#rec-liao-dynamics-sample)" in quoted
