@@ -226,7 +226,8 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     sw2, depths = np.asarray(data["sigma_w2"]), np.asarray(data["depths"], dtype=float)
     x_edges = _log_edges(sw2)
     y_edges = _log_edges(depths)
-    fig, axes = new_figure(1, len(INITS), figsize=(11, 4.2), sharey=True)
+    width = max(11.0, 0.9 * len(sw2) + 3.0)  # room for one label per sigma_w2 column
+    fig, axes = new_figure(1, len(INITS), figsize=(width, 4.6), sharey=True)
     for ax, init in zip(axes, INITS, strict=True):
         m = data["maps"][init]
         accuracy = 100 * np.asarray(m["test_accuracy"], dtype=float)
@@ -249,7 +250,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
                 ax.text(
                     x,
                     y,
-                    str(status[i, j]),
+                    {"diverged": "div.", "failed": "fail"}.get(str(status[i, j]), str(status[i, j])),
                     ha="center",
                     va="center",
                     color="black",
@@ -258,7 +259,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
                 )
             elif np.isfinite(accuracy[i, j]):
                 shade = "black" if accuracy[i, j] > 60 else "white"
-                ax.text(x, y, f"{accuracy[i, j]:.0f}%", ha="center", va="center", color=shade, fontsize=8)
+                ax.text(x, y, f"{accuracy[i, j]:.0f}%", ha="center", va="center", color=shade, fontsize=7)
         ax.plot(
             data["curve_sigma_w2"],
             data["curve_six_xi_c"],
@@ -270,7 +271,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         ax.set_yscale("log")
         ax.set_yticks(depths, [str(int(d)) for d in depths])
         ax.minorticks_off()
-        ax.set_xticks(sw2, [f"{v:g}" for v in sw2])
+        ax.set_xticks(sw2, [f"{v:g}" for v in sw2], rotation=60)
         ax.set_xlim(x_edges[0], x_edges[-1])
         ax.set_ylim(y_edges[0], y_edges[-1])
         ax.set_xlabel("sigma_w^2 (weight variance x fan-in)")
