@@ -196,10 +196,6 @@ def run_experiment(
     def failed(
         exc: BaseException | None, error: str, kind: str, payload: dict[str, Any] | None = None
     ) -> RunRecord:
-        wall = attempt.total_seconds() if attempt is not None else 0.0
-        record = RunRecord(
-            name, run_dir.path, "failed", wall, error=error, failure=kind, device=resolved, notes=notes
-        )
         if payload is None:
             payload = Result(name, status="failed").to_dict()
         payload.update(
@@ -207,6 +203,16 @@ def run_experiment(
             status="failed",
             error=error,
             failure=kind,
+        )
+        record = RunRecord(
+            name,
+            run_dir.path,
+            "failed",
+            payload["wall_time_s"],  # the same figure as the result file's
+            error=error,
+            failure=kind,
+            device=resolved,
+            notes=notes,
         )
         if exc is not None:
             payload["traceback"] = "".join(traceback.format_exception(exc))
