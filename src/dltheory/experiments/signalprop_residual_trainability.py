@@ -2,8 +2,17 @@
 :func:`dltheory.diagnose`'s branch-scale recommendation help a ResNet and a pre-LN MLP stack?
 
 Part 1 (Yang & Schoenholz 2017): tanh residual MLPs with reduced blocks ``h + W tanh(h) + b`` on MNIST,
-over a grid of weight variances sigma_w2 and depths L, each trained for a short budget of plain SGD (no
-adaptive step sizes: they would hide the gradient growth the theory is about). The paper reports that
+over a grid of weight variances sigma_w2 and depths L, each trained for a short budget of SGD with momentum
+(no adaptive step sizes: they would hide the gradient growth the theory is about). One learning rate for
+every cell cannot work: the loss curvature at initialisation grows with depth and sigma_w2 (a sum over
+blocks), and a rate that suits 4 blocks diverges at 32. So by default each network is trained at
+``min(lr_max, lr_fraction * 2 (1 + momentum) / lambda_max)``: a fixed fraction of its own stability limit,
+with ``lambda_max`` the top Hessian eigenvalue of the loss at initialisation
+(:func:`dltheory.nn.curvature.top_hessian_eigenvalue`), and never above ``lr_max``. The fraction leaves
+room for the curvature to grow during training (at a quarter of the limit, small-weight networks still
+blew up within 150 steps); the cap keeps well-conditioned networks at the rate that trains them. A network
+whose gradients explode gets a tiny stable step and trains slowly, which is how ill-conditioning shows.
+``lr`` fixes one rate for all instead. The paper reports that
 the best test accuracy is reached along sigma_w sqrt(L) = const; the mean field says why: the
 end-to-end growth of the squared gradient is ``G ~ exp(gamma sqrt(L))`` with ``gamma`` proportional to
 sigma_w (for sigma_b2 small), so log G is a function of sigma_w sqrt(L). The figure overlays the
@@ -13,7 +22,8 @@ each depth) against log L (the law predicts -1).
 
 Part 2: a small convolutional ResNet (:class:`~dltheory.nn.resnets.ResNet`) and a pre-LN MLP stack
 (:class:`~dltheory.nn.resnets.ResidualMLP`, GELU) are diagnosed as initialised, re-scaled with
-``report.recommendation.apply`` and diagnosed again; both versions are trained for the same short budget.
+``report.recommendation.apply`` and diagnosed again; both versions are trained for the same short budget,
+each with the same step-size rule.
 """
 
 from __future__ import annotations
@@ -22,14 +32,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dltheory.core.figures import new_figure, save_figure
 from dltheory.core.io import atomic_write_json, read_json
+from dltheory.core.validation import check_in_range, check_int, check_positive
 from dltheory.experiments._xiao_common import ImageData, image_data
 from dltheory.experiments.base import Claim, ExperimentSpec, Result
+from dltheory.nn.curvature import stable_learning_rate, top_hessian_eigenvalue
 from dltheory.nn.diagnose import diagnose
 from dltheory.nn.resnets import ResidualMLP, ResNet
 from dltheory.runner.runs import RunDir
@@ -46,7 +59,12 @@ class Config:
     depths: tuple[int, ...] = (4, 16, 64)
     width: int = 128
     steps: int = 150
-    lr: float = 0.02
+    lr: float | None = None
+    lr_fraction: float = 0.2
+    lr_max: float = 0.02
+    momentum: float = 0.9
+    curvature_batch: int = 128
+    curvature_iterations: int = 30
     batch_size: int = 64
     train_size: int = 5000
     test_size: int = 1000
@@ -82,7 +100,7 @@ PROFILES = {
         steps=1000,
         train_size=60000,
         test_size=10000,
-        resnet_channels=32,
+        resnet_channels=16,
         resnet_depth=32,
         preln_depth=64,
         preln_width=256,
@@ -91,7 +109,29 @@ PROFILES = {
 }
 
 
-def _train(model: torch.nn.Module, data: ImageData, config: Config, run_dir: RunDir, name: str) -> float:
+def _learning_rate(model: torch.nn.Module, data: ImageData, config: Config) -> tuple[float, float | None]:
+    """The step size for ``model`` and the top Hessian eigenvalue it came from (None for a fixed ``lr``)."""
+    if config.lr is not None:
+        return config.lr, None
+    n = config.curvature_batch
+    estimate = top_hessian_eigenvalue(
+        model,
+        F.cross_entropy,
+        data.x_train[:n],
+        data.y_train[:n],
+        iterations=config.curvature_iterations,
+        seed=config.seed,
+    )
+    limit = stable_learning_rate(estimate.lambda_max, config.momentum)
+    return min(config.lr_max, config.lr_fraction * limit), estimate.lambda_max
+
+
+def _train(
+    model: torch.nn.Module, data: ImageData, config: Config, run_dir: RunDir, name: str
+) -> dict[str, Any]:
+    """Train ``model`` for ``config.steps``; returns the test accuracy (0.1, chance, for a diverged run),
+    the step size and the curvature it came from."""
+    lr, lam = _learning_rate(model, data, config)
     sampler = EpochSampler(len(data.y_train), config.batch_size, seed=config.seed)
 
     def get_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,7 +140,7 @@ def _train(model: torch.nn.Module, data: ImageData, config: Config, run_dir: Run
 
     outcome = train(
         model,
-        torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9),
+        torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum),
         get_batch,
         F.cross_entropy,
         steps=config.steps,
@@ -110,9 +150,19 @@ def _train(model: torch.nn.Module, data: ImageData, config: Config, run_dir: Run
         seed=config.seed,
         log_every=0,
     )
-    if outcome.status != "completed":
-        return 0.1  # diverged: chance level
-    return float(outcome.final.get("test_accuracy", float("nan")))
+    diverged = outcome.status != "completed"
+    accuracy = 0.1 if diverged else float(outcome.final.get("test_accuracy", float("nan")))
+    return {"accuracy": accuracy, "lr": lr, "lambda_max": lam, "diverged": diverged}
+
+
+def _lr_rule(config: Config) -> str:
+    if config.lr is not None:
+        return f"lr {config.lr:g} for every network, momentum {config.momentum:g}"
+    return (
+        f"momentum {config.momentum:g}, each network at {config.lr_fraction:g} of its stability limit "
+        f"2 (1 + {config.momentum:g}) / lambda_max (top Hessian eigenvalue of the loss at initialisation, "
+        f"{config.curvature_batch} training images), at most {config.lr_max:g}"
+    )
 
 
 def _cached(run_dir: RunDir, name: str, compute: Any) -> dict[str, Any]:
@@ -134,11 +184,7 @@ def _grid(config: Config, data: ImageData, run_dir: RunDir) -> list[dict[str, An
             def compute(depth: int = depth, sw2: float = sw2, name: str = name) -> dict[str, Any]:
                 g = torch.Generator().manual_seed(config.seed)
                 model = ResidualMLP(784, config.width, depth, sigma_w2=sw2, sigma_b2=SIGMA_B2, generator=g)
-                return {
-                    "depth": depth,
-                    "sigma_w2": sw2,
-                    "accuracy": _train(model, data, config, run_dir, name),
-                }
+                return {"depth": depth, "sigma_w2": sw2, **_train(model, data, config, run_dir, name)}
 
             cells.append(_cached(run_dir, name, compute))
     return cells
@@ -198,12 +244,21 @@ def _before_after(config: Config, data: ImageData, run_dir: RunDir, family: str)
             "multiplier": None if rec is None else rec.branch_multiplier,
             "recommendation": None if rec is None else rec.note,
             "growth_target": before.residual.growth_target,
-            "accuracy_before": _train(model, data, config, run_dir, f"{family}-before"),
-            "accuracy_after": _train(fresh, data, config, run_dir, f"{family}-after"),
         }
+        for stage, net in (("before", model), ("after", fresh)):
+            trained = _train(net, data, config, run_dir, f"{family}-{stage}")
+            out.update({f"{key}_{stage}": value for key, value in trained.items()})
         return out
 
     return _cached(run_dir, f"diagnose-{family}", compute)
+
+
+def _resolution(sigma_w2: tuple[float, ...]) -> str:
+    values = sorted(sigma_w2)
+    if len(values) < 2:
+        return "one sigma_w2 value: no slope"
+    widest_step = float(np.exp(np.diff(np.log(values)).max()))
+    return f"the grid's resolution is a factor {widest_step:.3g} in sigma_w2"
 
 
 def _law_slope(cells: list[dict[str, Any]]) -> float:
@@ -217,7 +272,20 @@ def _law_slope(cells: list[dict[str, Any]]) -> float:
     return float(np.polyfit(np.log(depths), np.log(best), 1)[0])
 
 
+def _check(config: Config) -> None:
+    if config.lr is not None:
+        check_positive("lr", config.lr)
+    check_positive("lr_max", config.lr_max)
+    check_positive("lr_fraction", config.lr_fraction)
+    check_in_range("lr_fraction", config.lr_fraction, 0.0, 1.0)
+    if not 0.0 <= config.momentum < 1.0:
+        raise ValueError(f"momentum must lie in [0, 1), got {config.momentum!r}")
+    check_int("curvature_batch", config.curvature_batch, minimum=1)
+    check_int("curvature_iterations", config.curvature_iterations, minimum=1)
+
+
 def run(config: Config, run_dir: RunDir) -> Result:
+    _check(config)
     data = image_data("mnist", config.train_size, config.test_size)
     flat = ImageData(data.x_train.flatten(1), data.y_train, data.x_test.flatten(1), data.y_test)
     cells = _grid(config, flat, run_dir)
@@ -232,8 +300,7 @@ def run(config: Config, run_dir: RunDir) -> Result:
             round(slope, 3),
             config.law_tolerance if config.judge_law else None,
             bool(abs(slope + 1.0) <= config.law_tolerance) if config.judge_law else None,
-            "sigma_w sqrt(L) = const predicts -1; the grid's resolution is a factor "
-            f"{config.sigma_w2[1] / config.sigma_w2[0]:g} in sigma_w2",
+            f"sigma_w sqrt(L) = const predicts -1; {_resolution(config.sigma_w2)}",
         )
     ]
     for p in pairs:
@@ -256,12 +323,13 @@ def run(config: Config, run_dir: RunDir) -> Result:
                 f"{p['accuracy_before']:.3f} -> {p['accuracy_after']:.3f}",
                 None,
                 None,
-                f"{config.steps} SGD steps (lr {config.lr}, momentum 0.9), batch {config.batch_size}",
+                f"{config.steps} SGD steps, {_lr_rule(config)}, batch {config.batch_size}; step size "
+                f"{p['lr_before']:.3g} -> {p['lr_after']:.3g}",
             )
         )
     notes = [
         f"grid: reduced tanh residual MLPs of width {config.width}, sigma_b2 = {SIGMA_B2}, {config.steps} "
-        f"SGD steps, lr {config.lr}, momentum 0.9, on the first {config.train_size} MNIST training images",
+        f"SGD steps, {_lr_rule(config)}, on the first {config.train_size} MNIST training images",
         "a diverged run counts as chance accuracy (0.1)",
     ]
     return Result(NAME, claims, {"cells": cells, "theory": theory, "pairs": pairs, "input_q": input_q}, notes)
@@ -274,7 +342,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     acc = np.full((len(depths), len(sw2)), np.nan)
     for c in cells:
         acc[depths.index(c["depth"]), sw2.index(c["sigma_w2"])] = c["accuracy"]
-    fig, (ax, ax_bar) = new_figure(1, 2, figsize=(15, 5.5), gridspec_kw={"width_ratios": [1.4, 1]})
+    fig, (ax, ax_lr, ax_bar) = new_figure(1, 3, figsize=(20, 5.5), gridspec_kw={"width_ratios": [1.4, 1, 1]})
     mesh = ax.pcolormesh(_edges(sw2), _edges(depths), acc, cmap="viridis", vmin=0.0, vmax=1.0, shading="flat")
     fig.colorbar(mesh, ax=ax, label="MNIST test accuracy")
     for (i, j), value in np.ndenumerate(acc):
@@ -300,6 +368,7 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     ax.set_ylabel("depth L (residual blocks)")
     ax.set_title("tanh residual MLPs: accuracy; white: mean-field log G contours")
     ax.legend(fontsize=7, loc="lower left")
+    _plot_step_sizes(ax_lr, cells, sw2, depths)
     pairs = result.data["pairs"]
     pos = np.arange(len(pairs))
     ax_bar.bar(pos - 0.2, [p["accuracy_before"] for p in pairs], 0.4, color="0.6", label="as initialised")
@@ -311,15 +380,43 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
         label="after report.recommendation.apply",
     )
     for k, p in enumerate(pairs):
-        ax_bar.text(k - 0.2, 0.02, f"G={p['growth_before']:.3g}", ha="center", fontsize=7, rotation=90)
-        ax_bar.text(k + 0.2, 0.02, f"G={p['growth_after']:.3g}", ha="center", fontsize=7, rotation=90)
+        for dx, stage in ((-0.2, "before"), (0.2, "after")):
+            label = f"G={p[f'growth_{stage}']:.3g}, lr={p[f'lr_{stage}']:.2g}"
+            ax_bar.text(k + dx, 0.02, label, ha="center", fontsize=7, rotation=90)
     ax_bar.set_xticks(pos, ["conv ResNet (ReLU)", "pre-LN MLP stack (GELU)"])
     ax_bar.set_ylim(0, 1)
     ax_bar.set_ylabel("MNIST test accuracy after the short budget")
-    ax_bar.set_title("diagnose before / after its recommendation (G: measured |g|^2 growth)")
+    ax_bar.set_title(
+        "diagnose before / after its recommendation\n(G: measured |g|^2 growth; lr: SGD step size)"
+    )
     ax_bar.legend(fontsize=7)
     fig.tight_layout()
     return [save_figure(fig, Path(figures_dir) / "residual_trainability.png")]
+
+
+def _plot_step_sizes(ax: Any, cells: list[dict[str, Any]], sw2: list[float], depths: list[int]) -> None:
+    """The SGD step size each grid network was trained with, against depth; x marks a diverged run."""
+    cmap = matplotlib.colormaps["plasma"]
+    for k, s in enumerate(sw2):
+        color = cmap(k / max(len(sw2) - 1, 1) * 0.9)
+        row = sorted((c for c in cells if c["sigma_w2"] == s), key=lambda c: c["depth"])
+        ax.plot(
+            [c["depth"] for c in row],
+            [c["lr"] for c in row],
+            "o-",
+            color=color,
+            ms=3,
+            label=f"sigma_w2 = {s:g}",
+        )
+        bad = [c for c in row if c["diverged"]]
+        ax.plot([c["depth"] for c in bad], [c["lr"] for c in bad], "x", color="k", ms=8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(min(depths) / 1.3, max(depths) * 1.3)
+    ax.set_xlabel("depth L (residual blocks)")
+    ax.set_ylabel("SGD step size (dimensionless)")
+    ax.set_title("step size of each grid network (x: diverged)")
+    ax.legend(fontsize=7)
 
 
 def _edges(values: list[float]) -> np.ndarray:

@@ -1,10 +1,16 @@
 """PyTorch adapters of the theory: initializers, models, optimizers, Jacobian spectra, diagnostics."""
 
-# implicit acceleration by depth (Arora, Cohen & Hazan 2018)
 # 10,000-layer vanilla CNNs (Xiao et al. 2018)
 from dltheory.nn.convstack import circular_pad as circular_pad
 from dltheory.nn.convstack import conv_stack as conv_stack
 from dltheory.nn.convstack import reference_conv_stack as reference_conv_stack
+
+# loss curvature: the top Hessian eigenvalue and the step size it allows
+from dltheory.nn.curvature import CurvatureEstimate as CurvatureEstimate
+from dltheory.nn.curvature import stable_learning_rate as stable_learning_rate
+from dltheory.nn.curvature import top_hessian_eigenvalue as top_hessian_eigenvalue
+
+# implicit acceleration by depth (Arora, Cohen & Hazan 2018)
 from dltheory.nn.deeplinear import DeepLinear as DeepLinear
 from dltheory.nn.deeplinear import collapse as collapse
 from dltheory.nn.deeplinear import overparameterize as overparameterize
