@@ -83,7 +83,8 @@ def top_hessian_eigenvalue(
     Args:
         model: the network (its parameters' ``requires_grad`` select the parameters).
         loss_fn: ``loss_fn(outputs, targets)`` returning a scalar.
-        inputs, targets: the batch the loss is evaluated on.
+        inputs: the batch the loss is evaluated on.
+        targets: the batch's targets, as ``loss_fn`` takes them.
         iterations: maximum Hessian-vector products per phase, >= 1.
         rtol: stop when the Rayleigh quotient changes by less than this fraction, > 0.
         seed: seed of the random starting vector.
