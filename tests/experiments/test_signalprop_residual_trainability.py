@@ -70,3 +70,32 @@ def test_bad_configuration_is_named(tmp_path, field, value):
     config = dataclasses.replace(exp.PROFILES["tiny"], **{field: value})
     with pytest.raises(ValueError, match=field):
         exp.run(config, RunDir(tmp_path / "run", config_to_dict(config)))
+
+
+def _synthetic_cells(edge_product: float) -> list[dict[str, float]]:
+    """Accuracy 0.95 well inside the trainable region, chance (0.1) beyond it, with a smooth fall in
+    log(sigma_w2 L) centred where sigma_w2 L = edge_product."""
+    sw2 = np.geomspace(0.025, 3.2, 8)
+    cells = []
+    for depth in (4, 8, 16, 32, 64, 128):
+        for s in sw2:
+            fall = 1 / (1 + np.exp(-3 * (np.log(s * depth) - np.log(edge_product))))
+            cells.append({"depth": depth, "sigma_w2": float(s), "accuracy": float(0.95 - 0.85 * fall)})
+    return cells
+
+
+def test_trainability_edges_follow_sigma_w2_L_const():
+    """Cells whose accuracy is a function of sigma_w2 L: the edges lie on sigma_w2 L = const, slope -1;
+    depths whose fall lies outside the grid have no edge."""
+    cells = _synthetic_cells(edge_product=40.0)
+    edges = exp._trainability_edges(cells)
+    assert sorted(edges) == [8, 16, 32, 64, 128]  # at 4 blocks the grid ends before the fall
+    products = [d * e for d, e in edges.items()]
+    assert np.ptp(np.log(products)) < 0.15  # on one line sigma_w2 L = const, up to interpolation
+    assert exp._edge_slope(edges) == pytest.approx(-1.0, abs=0.05)
+
+
+def test_no_edge_means_no_slope():
+    flat = [{"depth": d, "sigma_w2": s, "accuracy": 0.9} for d in (4, 8) for s in (0.1, 0.2)]
+    assert exp._trainability_edges(flat) == {}
+    assert np.isnan(exp._edge_slope({}))

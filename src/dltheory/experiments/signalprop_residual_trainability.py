@@ -51,6 +51,8 @@ from dltheory.signalprop import residual_propagation
 
 NAME = "signalprop-residual-trainability"
 SIGMA_B2 = 0.05
+#: the trainability edge at a depth: where the accuracy falls through this fraction of the grid's best
+EDGE_FRACTION = 0.9
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,34 @@ def _resolution(sigma_w2: tuple[float, ...]) -> str:
     return f"the grid's resolution is a factor {widest_step:.3g} in sigma_w2"
 
 
+def _trainability_edges(cells: list[dict[str, Any]], fraction: float = EDGE_FRACTION) -> dict[int, float]:
+    """Depth -> the sigma_w2 at which the accuracy first falls through ``fraction`` of the grid's best
+    accuracy, interpolated linearly in (log sigma_w2, accuracy) between the two grid points around the
+    crossing. Depths whose accuracy stays above the level over the whole grid, or starts below it, have
+    no edge inside the grid and are left out."""
+    level = fraction * max(c["accuracy"] for c in cells)
+    edges: dict[int, float] = {}
+    for depth in sorted({c["depth"] for c in cells}):
+        row = sorted((c for c in cells if c["depth"] == depth), key=lambda c: c["sigma_w2"])
+        if row[0]["accuracy"] < level:
+            continue
+        for low, high in zip(row, row[1:], strict=False):
+            if high["accuracy"] < level <= low["accuracy"]:
+                t = (low["accuracy"] - level) / (low["accuracy"] - high["accuracy"])
+                log_edge = (1 - t) * np.log(low["sigma_w2"]) + t * np.log(high["sigma_w2"])
+                edges[depth] = float(np.exp(log_edge))
+                break
+    return edges
+
+
+def _edge_slope(edges: dict[int, float]) -> float:
+    """Slope of log(edge sigma_w2) against log L (NaN with fewer than two edges)."""
+    if len(edges) < 2:
+        return float("nan")
+    depths = sorted(edges)
+    return float(np.polyfit(np.log(depths), np.log([edges[d] for d in depths]), 1)[0])
+
+
 def _law_slope(cells: list[dict[str, Any]]) -> float:
     """Slope of log sigma_w2* (the best sigma_w2 at each depth) against log L."""
     depths = sorted({c["depth"] for c in cells})
@@ -293,6 +323,8 @@ def run(config: Config, run_dir: RunDir) -> Result:
     theory = _theory_grid(config, input_q)
     pairs = [_before_after(config, data, run_dir, "resnet"), _before_after(config, flat, run_dir, "preln")]
     slope = _law_slope(cells)
+    edges = _trainability_edges(cells)
+    edge_slope = _edge_slope(edges)
     claims = [
         Claim(
             "slope of log sigma_w2* (best sigma_w2 per depth) vs log L",
@@ -301,7 +333,19 @@ def run(config: Config, run_dir: RunDir) -> Result:
             config.law_tolerance if config.judge_law else None,
             bool(abs(slope + 1.0) <= config.law_tolerance) if config.judge_law else None,
             f"sigma_w sqrt(L) = const predicts -1; {_resolution(config.sigma_w2)}",
-        )
+        ),
+        Claim(
+            "slope of log sigma_w2 at the trainability edge vs log L",
+            -1.0,
+            None if np.isnan(edge_slope) else round(edge_slope, 3),
+            config.law_tolerance if config.judge_law and len(edges) >= 3 else None,
+            bool(abs(edge_slope + 1.0) <= config.law_tolerance)
+            if config.judge_law and len(edges) >= 3
+            else None,
+            f"edge: where the accuracy falls through {EDGE_FRACTION:g} x the grid's best, interpolated "
+            f"in log sigma_w2 (judged with >= 3 edges inside the grid): "
+            + (", ".join(f"L={d}: {e:.3g}" for d, e in sorted(edges.items())) or "none"),
+        ),
     ]
     for p in pairs:
         claims.append(
