@@ -18,7 +18,9 @@ end-to-end growth of the squared gradient is ``G ~ exp(gamma sqrt(L))`` with ``g
 sigma_w (for sigma_b2 small), so log G is a function of sigma_w sqrt(L). The figure overlays the
 contours of the predicted log G (:func:`dltheory.signalprop.residual_propagation`) and of sigma_w
 sqrt(L) on the accuracy heat map; the result states the slope of log sigma_w2* (the best sigma_w2 at
-each depth) against log L (the law predicts -1).
+each depth) against log L, and the slope of the trainability edge (the sigma_w2 at which the accuracy falls
+through ``EDGE_FRACTION`` of the grid's best), which does not depend on where a flat peak's maximum
+happens to fall; the law predicts -1 for both.
 
 Part 2: a small convolutional ResNet (:class:`~dltheory.nn.resnets.ResNet`) and a pre-LN MLP stack
 (:class:`~dltheory.nn.resnets.ResidualMLP`, GELU) are diagnosed as initialised, re-scaled with
