@@ -392,7 +392,8 @@ def plot(result: Result, figures_dir: Path) -> list[Path]:
     mesh = ax.pcolormesh(_edges(sw2), _edges(depths), acc, cmap="viridis", vmin=0.0, vmax=1.0, shading="flat")
     fig.colorbar(mesh, ax=ax, label="MNIST test accuracy")
     for (i, j), value in np.ndenumerate(acc):
-        ax.text(sw2[j], depths[i], f"{value:.2f}", ha="center", va="center", fontsize=8, color="w")
+        color = "k" if value > 0.6 else "w"  # readable on viridis' light (high) and dark (low) ends
+        ax.text(sw2[j], depths[i], f"{value:.2f}", ha="center", va="center", fontsize=8, color=color)
     grid_sw2, grid_depth = np.array(theory["sigma_w2"]), np.array(theory["depths"])
     log_g = np.array(theory["log_growth"])
     contours = ax.contour(grid_sw2, grid_depth, log_g, levels=[1, 3, 10, 30], colors="white", linewidths=1.0)
