@@ -159,6 +159,29 @@ def test_failed_experiment_refused(tmp_path, monkeypatch):
         record_run(done.path, tmp_path / "store")
 
 
+def test_commit_is_the_one_the_run_started_from(tmp_path, monkeypatch):
+    """A commit made while a run goes is not credited with its result: the process ran the code it
+    imported, so the result (completed or failed) names the commit read when the attempt started."""
+    from dltheory.experiments import execute
+
+    commits = iter([("start-sha", False)])
+    monkeypatch.setattr(execute, "git_commit", lambda: next(commits, ("later-sha", True)))
+    monkeypatch.setattr(records_module, "git_commit", lambda: ("later-sha", True))
+    done = run_experiment(EXPERIMENT, "tiny", out=tmp_path / "runs", overrides={"grid": "12"})
+    payload = json.loads((done.path / "result.json").read_text())
+    assert (payload["commit"], payload["commit_dirty"]) == ("start-sha", False)
+
+    def broken(config, run_dir):
+        raise RuntimeError("deliberately broken")
+
+    commits = iter([("start-sha", False)])
+    registry = experiments()
+    monkeypatch.setitem(registry, EXPERIMENT, dataclasses.replace(registry[EXPERIMENT], run=broken))
+    failed = run_experiment(EXPERIMENT, "tiny", out=tmp_path / "failed")
+    assert json.loads((failed.path / "result.json").read_text())["commit"] == "start-sha"
+    assert run_provenance(source=("given", None))["commit"] == "given"
+
+
 def test_run_without_provenance_refused_naming_the_fields(tmp_path):
     run = _synthetic_run(tmp_path / "runs", drop=("command", "commit", "date"))
     result = runner.invoke(app, ["record", str(run), "--store", str(tmp_path / "store")])

@@ -36,7 +36,7 @@ from dltheory.exitcodes import FAILURE_CODES, ExitCode, is_resource_error
 from dltheory.experiments.base import ExperimentSpec, Result, config_to_dict, config_with_overrides
 from dltheory.experiments.registry import get
 from dltheory.runner.devices import device_info, flush_denormals, resolve_device
-from dltheory.runner.records import run_provenance
+from dltheory.runner.records import git_commit, run_provenance
 from dltheory.runner.runs import Attempt, DamagedRunFileError, RunDir, read_metrics_file
 
 FAILURES = tuple(FAILURE_CODES)
@@ -199,7 +199,7 @@ def run_experiment(
         if payload is None:
             payload = Result(name, status="failed").to_dict()
         payload.update(
-            _provenance(experiment, profile, config, attempt, overrides, resolved),
+            _provenance(experiment, profile, config, attempt, overrides, resolved, source),
             status="failed",
             error=error,
             failure=kind,
@@ -223,6 +223,7 @@ def run_experiment(
             record.notes.append(f"the failure could not be recorded in {run_dir.path}: {write_error}")
         return record
 
+    source = git_commit()  # the code this process runs: later commits must not be credited with the result
     try:
         attempt = run_dir.start_attempt()
         with flush_denormals(resolved) as flushed:
@@ -232,7 +233,7 @@ def run_experiment(
             return failed(None, f"{name} reported failure: {reason}", "experiment", result.to_dict())
         figures = [str(Path(p).relative_to(run_dir.path)) for p in experiment.plot(result, run_dir.figures)]
         payload = result.to_dict()
-        payload.update(_provenance(experiment, profile, config, attempt, overrides, resolved))
+        payload.update(_provenance(experiment, profile, config, attempt, overrides, resolved, source))
         payload["figures"] = figures
         payload["environment"]["flush_denormal"] = flushed
         wall = payload["wall_time_s"]
@@ -317,11 +318,13 @@ def _provenance(
     attempt: Attempt | None,
     overrides: dict[str, str] | None,
     device: str | None = None,
+    source: tuple[str | None, bool | None] | None = None,
 ) -> dict[str, Any]:
     """What a result file records besides the result: configuration, timing, environment, and the
-    command, commit, overrides and completion date that make it recordable (see
-    :mod:`dltheory.runner.records`). ``wall_time_s`` sums every attempt of a resumed run (see
-    :meth:`dltheory.runner.runs.RunDir.start_attempt`); ``attempts`` says how many there were."""
+    command, commit (``source``: read when the last attempt started), overrides and completion date that
+    make it recordable (see :mod:`dltheory.runner.records`). ``wall_time_s`` sums every attempt of a
+    resumed run (see :meth:`dltheory.runner.runs.RunDir.start_attempt`); ``attempts`` says how many there
+    were."""
     return {
         "description": experiment.description,
         "paper": experiment.paper,
@@ -331,5 +334,5 @@ def _provenance(
         "wall_time_s": attempt.total_seconds() if attempt is not None else 0.0,
         "attempts": attempt.number if attempt is not None else 0,
         "environment": environment_info(device),
-        **run_provenance(overrides),
+        **run_provenance(overrides, source=source),
     }

@@ -233,19 +233,25 @@ def now_iso() -> str:
 
 
 def run_provenance(
-    overrides: Mapping[str, Any] | None = None, *, argv: Sequence[str] | None = None
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    argv: Sequence[str] | None = None,
+    source: tuple[str | None, bool | None] | None = None,
 ) -> dict[str, Any]:
     """The provenance fields a run adds to its ``result.json`` when it completes (or fails).
 
     Args:
         overrides: the configuration overrides (``--set key=value``) the run was started with.
         argv: the command line (default :data:`sys.argv`).
+        source: ``(commit, dirty)`` of the code the run executed, as :func:`git_commit` read it when the
+            run (its last attempt) started; default: read now. A process runs the code it imported, so
+            a commit made while a long run goes must not be credited with its result.
 
     Returns:
         ``{"command", "commit", "commit_dirty", "overrides", "date"}``; ``date`` is now (call it when
         the run completes), ``commit`` None outside a git checkout.
     """
-    commit, dirty = git_commit()
+    commit, dirty = git_commit() if source is None else source
     return {
         "command": command_line(argv),
         "commit": commit,
