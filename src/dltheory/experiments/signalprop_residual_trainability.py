@@ -135,7 +135,13 @@ def _train(
 ) -> dict[str, Any]:
     """Train ``model`` for ``config.steps``; returns the test accuracy (0.1, chance, for a diverged run),
     the step size and the curvature it came from."""
-    lr, lam = _learning_rate(model, data, config)
+    step_file = run_dir.checkpoints / f"{name}-step-size.json"  # a resumed run reuses it, not recomputes
+    if step_file.exists():
+        stored = read_json(step_file)
+        lr, lam = stored["lr"], stored["lambda_max"]
+    else:
+        lr, lam = _learning_rate(model, data, config)
+        atomic_write_json(step_file, {"lr": lr, "lambda_max": lam})
     sampler = EpochSampler(len(data.y_train), config.batch_size, seed=config.seed)
 
     def get_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
