@@ -13,11 +13,14 @@ from scipy.integrate import quad
 from dltheory.signalprop import covariance_map, critical_sigma_w2, fixed_point
 from dltheory.signalprop.kernels import dual_kernel
 from dltheory.signalprop.layerwise import (
+    SERIES_TAIL,
+    TABLE_ORDER,
     ChainLayer,
     ConvGeometry,
     GaussianMaps,
     propagate_chain,
     segments,
+    series_order,
     spread,
 )
 from dltheory.signalprop.phases import classify_phase
@@ -32,6 +35,30 @@ def test_gaussian_maps_series_matches_two_dimensional_quadrature():
     exact = kernel.cross(q1, q2, c)[0]
     scale = np.sqrt(kernel.moments(q1)[0] * kernel.moments(q2)[0])
     assert np.max(np.abs(maps.cross(q1, q2, c) - exact) / scale) < 1e-5
+
+
+@pytest.mark.parametrize("largest", [0.0, 0.02, 0.1, 0.3, 0.7, 0.95, 1.0])
+def test_gaussian_maps_series_stops_within_its_tail_bound(largest):
+    """The Mehler series stops at the order where max |c|^(K+1) <= SERIES_TAIL; the dropped terms are
+    bounded by that times sqrt(E[phi(u_1)^2] E[phi(u_2)^2]): checked against the full order-256 series of
+    the same spline tables."""
+    rng = np.random.default_rng(1)
+    q1, q2 = rng.uniform(1e-3, 16.0, 50), rng.uniform(1e-3, 16.0, 50)
+    c = rng.uniform(-largest, largest, 50)
+    c[0] = largest
+    order = series_order(c)
+    if largest == 0.0:
+        assert order == 0
+    elif largest ** (TABLE_ORDER + 1) > SERIES_TAIL:  # the table's whole series (0.95: 2e-6)
+        assert order == TABLE_ORDER
+    else:
+        assert largest ** (order + 1) <= SERIES_TAIL < largest**order
+    maps = GaussianMaps("tanh")
+    assert maps.tables is not None
+    a1, a2 = maps.tables.hermite(np.log(q1)), maps.tables.hermite(np.log(q2))
+    full = np.sum(a1 * a2 * c[:, None] ** np.arange(TABLE_ORDER + 1), axis=-1)
+    scale = np.sqrt(maps.moments(q1)[0] * maps.moments(q2)[0])
+    assert np.max(np.abs(maps.cross(q1, q2, c) - full) / scale) <= 2 * SERIES_TAIL + 1e-14
 
 
 @pytest.mark.parametrize("q", [1e-4, 0.3, 2.0, 15.0, 40.0])

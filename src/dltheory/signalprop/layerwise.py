@@ -39,6 +39,7 @@ correlated expectation is evaluated at the spatial mean of each pair's statistic
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -56,6 +57,9 @@ from dltheory.signalprop.kernels import dual_kernel
 TABLE_Q = np.geomspace(1e-8, 16.0, 2048)
 #: order of the Hermite (Mehler) series of the correlated expectation
 TABLE_ORDER = 256
+#: bound on the dropped tail of the Mehler series, relative to sqrt(E[phi(u_1)^2] E[phi(u_2)^2]): the
+#: series stops early when every |c| is small enough (:func:`series_order`)
+SERIES_TAIL = 1e-15
 #: above this many (pair, position) values a slow activation's cross term uses spatial means per pair
 SLOW_POINTS = 256
 #: torch-style padding modes and the numpy ``np.pad`` modes that implement them
@@ -191,6 +195,37 @@ def _tables(name: str, params: tuple[tuple[str, float], ...]) -> _Tables:
     )
 
 
+def series_order(c: np.ndarray, tail: float = SERIES_TAIL) -> int:
+    """The order K at which the Mehler series ``E[phi(u_1) phi(u_2)] = sum_k a_k(q_1) a_k(q_2) c^k`` can
+    stop: by Cauchy-Schwarz and Parseval (``sum_k a_k(q)^2 = E[phi(sqrt(q) z)^2]``) the terms after K sum to
+    at most ``|c|^(K+1) sqrt(E[phi(u_1)^2] E[phi(u_2)^2])``, so K is the smallest order with
+    ``max |c|^(K+1) <= tail`` (:data:`TABLE_ORDER` at most)."""
+    largest = float(np.max(np.abs(c))) if c.size else 0.0
+    if largest <= 0.0:
+        return 0
+    if not largest < 1.0:  # also NaN
+        return TABLE_ORDER
+    return min(TABLE_ORDER, max(0, math.ceil(math.log(tail) / math.log(largest)) - 1))
+
+
+def _powers(c: np.ndarray, order: int) -> np.ndarray:
+    """``c[:, None] ** arange(order + 1)`` by repeated multiplication (``pow`` costs ten times more)."""
+    powers = np.empty((c.size, order + 1))
+    powers[:, 0] = 1.0
+    powers[:, 1:] = c[:, None]
+    return np.multiply.accumulate(powers, axis=1)
+
+
+def _spline_prefix(spline: CubicSpline, x: np.ndarray, columns: int) -> np.ndarray:
+    """The first ``columns`` components of a vector-valued cubic spline at points ``x`` inside its breaks
+    (the same piecewise cubics scipy evaluates, without computing the other components)."""
+    breaks = spline.x
+    piece = np.clip(np.searchsorted(breaks, x, side="right") - 1, 0, breaks.size - 2)
+    dx = (x - breaks[piece])[:, None]
+    c = spline.c[:, piece, :columns]
+    return ((c[0] * dx + c[1]) * dx + c[2]) * dx + c[3]
+
+
 class GaussianMaps:
     """Vectorised ``E[phi(sqrt(q) z)^2]``, ``E[phi'(sqrt(q) z)^2]`` and ``E[phi(u_1) phi(u_2)]`` for
     ``(u_1, u_2)`` Gaussian with variances q_1, q_2 and correlation c.
@@ -198,11 +233,11 @@ class GaussianMaps:
     For smooth registry activations, values at ``TABLE_Q[0] <= q <= TABLE_Q[-1]`` come from cubic splines
     in log q through exact values on :data:`TABLE_Q` (built once per activation and process), and the
     correlated expectation from the Hermite series of order :data:`TABLE_ORDER` with spline-interpolated
-    coefficients; at other variances they use the piecewise Gauss-Legendre rules :func:`split_moments` and
-    :func:`split_cross` (8 nodes per piece for the latter: 2e-6 absolute for tanh); kinked activations and
-    closed forms use :mod:`dltheory.signalprop.kernels` directly. ``slow`` marks activations whose
-    correlated expectation needs 2-D quadrature (kinks without a closed form: hard tanh, SELU), about 1-2 ms
-    per point.
+    coefficients (stopped early when every |c| is small: :func:`series_order`); at other variances they use
+    the piecewise Gauss-Legendre rules :func:`split_moments` and :func:`split_cross` (8 nodes per piece for
+    the latter: 2e-6 absolute for tanh); kinked activations and closed forms use
+    :mod:`dltheory.signalprop.kernels` directly. ``slow`` marks activations whose correlated expectation
+    needs 2-D quadrature (kinks without a closed form: hard tanh, SELU), about 1-2 ms per point.
 
     Args:
         activation: name or :class:`~dltheory.core.activations.Activation`.
@@ -248,9 +283,15 @@ class GaussianMaps:
             return np.asarray(self.kernel.cross(q1, q2, c)[0])
         out = np.empty(q1.shape)
         inside = self._in_table(q1) & self._in_table(q2)
-        a1 = self.tables.hermite(np.log(q1[inside]))
-        a2 = self.tables.hermite(np.log(q2[inside]))
-        out[inside] = np.sum(a1 * a2 * c[inside][:, None] ** np.arange(TABLE_ORDER + 1), axis=-1)
+        c_in = c[inside]
+        order = series_order(c_in)
+        points = np.log(np.concatenate([q1[inside], q2[inside]]))
+        if order < TABLE_ORDER // 4:
+            coefficients = _spline_prefix(self.tables.hermite, points, order + 1)
+        else:
+            coefficients = self.tables.hermite(points)[:, : order + 1]
+        a1, a2 = coefficients[: c_in.size], coefficients[c_in.size :]
+        out[inside] = np.sum(a1 * a2 * _powers(c_in, order), axis=-1)
         if np.any(~inside):
             out[~inside] = split_cross(
                 self.activation, q1[~inside], q2[~inside], c[~inside], nodes=FAST_NODES
