@@ -154,12 +154,23 @@ def _gaussian_maps(activation: Activation) -> GaussianMaps:
     return _MAPS[key]
 
 
-def _stats(maps: Maps, pair_a: np.ndarray, pair_b: np.ndarray) -> tuple[float, float]:
-    diag = maps.diag.reshape(maps.diag.shape[0], -1).sum(axis=1)
-    cross = maps.cross.reshape(maps.cross.shape[0], -1).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        c = float(np.mean(cross / np.sqrt(diag[pair_a] * diag[pair_b])))
-    return float(np.mean(maps.diag)), c
+def _stats(
+    states: Sequence[Maps | None], pair_a: np.ndarray, pair_b: np.ndarray, out: GraphPrediction
+) -> None:
+    """``q`` (mean of the diagonal map) and ``c`` (mean over the pairs of the correlation of the totals over
+    positions) of every predicted node, as one array computation."""
+    rows = [i for i, state in enumerate(states) if state is not None]
+    if not rows:
+        return
+    diag = np.stack([_totals(states[i].diag) for i in rows])  # type: ignore[union-attr]
+    cross = np.stack([_totals(states[i].cross) for i in rows])  # type: ignore[union-attr]
+    positions = np.array([states[i].diag[0].size for i in rows])  # type: ignore[union-attr]
+    out.q[rows] = diag.mean(axis=1) / positions
+    out.c[rows] = np.mean(cross / np.sqrt(diag[:, pair_a] * diag[:, pair_b]), axis=1)
+
+
+def _totals(maps: np.ndarray) -> np.ndarray:
+    return maps if maps.ndim == 1 else maps.reshape(maps.shape[0], -1).sum(axis=1)
 
 
 def _norm(spec: NormSpec, maps: Maps, pair_a: np.ndarray, pair_b: np.ndarray) -> tuple[Maps, np.ndarray]:
@@ -228,14 +239,11 @@ def propagate_graph(
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for i, node in enumerate(nodes):
             state = _forward(i, node, nodes, states, measured, pair_a, pair_b, out)
-            if state is not None and not (
-                np.all(np.isfinite(state.diag)) and np.all(np.isfinite(state.cross))
-            ):
+            if state is not None and not (np.isfinite(state.diag).all() and np.isfinite(state.cross).all()):
                 out.uncovered.setdefault(i, "the predicted variance is not finite")
                 state = None
             states[i] = state
-            if state is not None:
-                out.q[i], out.c[i] = _stats(state, pair_a, pair_b)
+        _stats(states, pair_a, pair_b, out)
         _backward(nodes, output, measured_grad_sq, out)
     return out
 
@@ -333,8 +341,8 @@ def _forward(
             out.uncovered[i] = f"summands of different shapes {sorted(shapes)} (broadcasting): not covered"
             return None
         present = [s for s in inputs if s is not None]
-        diag = np.sum([s.diag for s in present], axis=0)
-        cross = np.sum([s.cross for s in present], axis=0)
+        diag = sum((s.diag for s in present[1:]), start=present[0].diag)
+        cross = sum((s.cross for s in present[1:]), start=present[0].cross)
         out.factor[i] = 1.0
         return Maps(
             np.asarray(diag),
