@@ -14,6 +14,7 @@ from torch import nn
 
 from dltheory.core.io import to_json
 from dltheory.nn.diagnose import DiagnoseError, diagnose
+from dltheory.nn.diagnose._graph import GraphRecorder, trace
 from dltheory.nn.resnets import ResidualMLP, ResNet
 from dltheory.signalprop import residual_propagation
 
@@ -184,3 +185,85 @@ def test_growth_target_is_validated():
     model = ResidualMLP(8, 8, 2)
     with pytest.raises(ValueError, match="growth_target must be > 1"):
         diagnose(model, _inputs(4, 8, 0), growth_target=0.5)
+
+
+class _Scalings(nn.Module):
+    """A residual block followed by scalings by constants, an eval-mode dropout and a reshape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.branch, self.drop = nn.Linear(8, 16), nn.Linear(16, 16), nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        h = h + self.branch(torch.tanh(h)) * 0.5
+        h = self.drop(-h / 3.0)
+        return h.reshape(h.shape[0], 4, 4)
+
+
+class _Outputs(torch.fx.Interpreter):
+    """Runs a traced graph and keeps a copy of every node's output."""
+
+    outputs: dict[str, torch.Tensor]
+
+    def run_node(self, n: torch.fx.Node):  # type: ignore[no-untyped-def]
+        result = super().run_node(n)
+        if isinstance(result, torch.Tensor):
+            self.outputs[n.name] = result.detach().clone()
+        return result
+
+
+@pytest.mark.parametrize("pairs", [[(0, 1), (2, 3), (4, 5)], [(0, 5), (3, 1), (2, 7)]])
+def test_graph_records_are_the_statistics_of_each_tensor(pairs):
+    """Every recorded node's q per input, pair correlations and maps equal a direct float64 computation on
+    the tensor it produced: also for the scalings and the eval-mode dropout, whose statistics the recorder
+    derives from their input's without touching the tensor, and for strided (default) and arbitrary
+    pairs. Derived and measured records must differ only by rounding: a derivation that used the wrong
+    input, scale or shape would be off by far more than 1e-6."""
+    model = _Scalings().eval()
+    traced = trace(model)
+    assert traced is not None
+    pair_a, pair_b = (torch.tensor([p[i] for p in pairs]) for i in (0, 1))
+    x = _inputs(8, 8, 13)
+    recorder = GraphRecorder(traced, 8, pair_a, pair_b)
+    recorder.run(x)
+    copies = _Outputs(traced.root, graph=traced.graph)
+    copies.outputs = {}
+    copies.run(x)
+    kinds = {r.node.kind for r in recorder.records}
+    assert {"scale", "pass", "add", "dense", "act"} <= kinds
+    for record in recorder.records:
+        t = copies.outputs[record.name].to(torch.float64)
+        flat = t.reshape(8, -1)
+        sq = flat.square().sum(dim=1)
+        dots = (flat[pair_a] * flat[pair_b]).sum(dim=1)
+        diag = t.square().mean(dim=-1)
+        cross = (t[pair_a] * t[pair_b]).mean(dim=-1)
+        scale = (diag[pair_a] * diag[pair_b]).sqrt().numpy()
+        # to the float32 rounding of the tensors (a derived scaling is s^2 times its input's in float64; pair
+        # products are taken in the tensor's dtype and summed in float64)
+        np.testing.assert_allclose(record.q_samples, (sq / flat.shape[1]).numpy(), rtol=1e-6)
+        np.testing.assert_allclose(record.diag, diag.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(
+            record.c_pairs, (dots / (sq[pair_a] * sq[pair_b]).sqrt()).numpy(), atol=1e-6
+        )
+        assert np.max(np.abs(record.cross - cross.numpy()) / scale) < 1e-6
+
+
+def test_diagnose_restores_the_garbage_collector():
+    """diagnose pauses Python's cyclic collector while it runs and restores its state, also on error."""
+    import gc
+
+    model = ResidualMLP(8, 8, 2)
+    assert gc.isenabled()
+    diagnose(model, _inputs(4, 8, 0))
+    assert gc.isenabled()
+    with pytest.raises(DiagnoseError):
+        diagnose(model, _inputs(4, 5, 0))  # wrong input width: the model raises
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        diagnose(model, _inputs(4, 8, 0))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

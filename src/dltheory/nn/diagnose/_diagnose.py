@@ -3,7 +3,9 @@ mean-field theory, judge and recommend (see :mod:`dltheory.nn.diagnose` for what
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,7 +188,9 @@ def _measure(
     by_weight = {id(w): g for w, g in zip(weights, weight_grads, strict=True)}
     for m in modules:
         g = by_weight.get(id(m.weight))
-        measurement.weight_norms[m] = float(g.to(torch.float64).norm()) if g is not None else float("nan")
+        measurement.weight_norms[m] = (
+            float(torch.linalg.vector_norm(g, dtype=torch.float64)) if g is not None else float("nan")
+        )
     if differentiable and grads[0] is not None:
         measurement.jacobian = _jacobian_mean(grads[0], x, out)
     return measurement
@@ -661,9 +665,25 @@ def diagnose(
     )
     clear_cache()
     try:
-        return _diagnose(model, x, options)
+        with _collector_paused():
+            return _diagnose(model, x, options)
     finally:
         clear_cache()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector during a diagnosis: it creates several objects per graph node
+    (tens of thousands for a deep network), which makes the collector run full passes over every live
+    object again and again, about a tenth of the cost of diagnosing a 1,000-block network
+    (benchmarks/bench_diagnose_residual.py). What becomes garbage is collected afterwards as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _diagnose(model: nn.Module, x: torch.Tensor, options: _Options) -> DiagnosisReport:

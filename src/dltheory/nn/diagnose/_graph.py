@@ -58,17 +58,20 @@ class TracedModel:
 
     root: nn.Module
     graph: torch.fx.Graph
+    modules: dict[str, nn.Module]
 
     def get_submodule(self, target: str) -> nn.Module:
-        return self.root.get_submodule(target)
+        module = self.modules.get(target)
+        return module if module is not None else self.root.get_submodule(target)
 
 
 def trace(model: nn.Module) -> TracedModel | None:
     """The ``torch.fx`` graph of ``model``, or None when it cannot be traced symbolically."""
     try:
-        return TracedModel(model, torch.fx.Tracer().trace(model))
+        graph = torch.fx.Tracer().trace(model)
     except Exception:  # noqa: BLE001 - any tracing failure only means "use the hooks"
         return None
+    return TracedModel(model, graph, dict(model.named_modules()))
 
 
 def has_structure(graph_module: TracedModel) -> bool:
@@ -158,6 +161,22 @@ def _positions(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
     return shape[1:-1] if layout == "last" else shape[2:]
 
 
+def _as_slice(index: np.ndarray) -> slice | None:
+    """``index`` as a slice when it is an increasing arithmetic progression (e.g. the default pairs
+    (0, 1), (2, 3), ...: a view instead of a gathered copy), else None."""
+    if index.size == 0 or index[0] < 0:
+        return None
+    step = int(index[1] - index[0]) if index.size > 1 else 1
+    if step <= 0 or not np.array_equal(index, index[0] + step * np.arange(index.size)):
+        return None
+    return slice(int(index[0]), int(index[-1]) + 1, step)
+
+
+def _as_slices(pair_a: np.ndarray, pair_b: np.ndarray) -> tuple[slice, slice] | None:
+    first, second = _as_slice(pair_a), _as_slice(pair_b)
+    return (first, second) if first is not None and second is not None else None
+
+
 def _scalar(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
@@ -181,7 +200,15 @@ class GraphRecorder(torch.fx.Interpreter):
         self.index: dict[str, int] = {}
         self.output_index: int | None = None
         self.layout = _layouts(graph_module)
-        self._calls: dict[str, int] = {}
+        self._slices = _as_slices(self._pa, self._pb)
+        # per record: the tensor's shape, its squared norm per input and dot product per tracked pair
+        self._moments: dict[int, tuple[tuple[int, ...], np.ndarray, np.ndarray]] = {}
+
+    def fetch_attr(self, target: str) -> Any:
+        """The submodule ``target`` from the traced model's table (the base class walks the attribute
+        path, which costs as much as the module call itself in a deep network)."""
+        module = self.graph_module.modules.get(target)
+        return module if module is not None else super().fetch_attr(target)
 
     # ------------------------------------------------------------------------------------ running
 
@@ -216,9 +243,36 @@ class GraphRecorder(torch.fx.Interpreter):
         layout = self.layout.get(n.name, "first")
         inputs = self._signal_inputs(n)
         node, label, module_name = self._classify(n, args, kwargs, inputs, result, layout)
-        flat = result.detach().reshape(self.batch, -1)  # products in the tensor's dtype, sums in float64
-        sq = flat.square().sum(dim=1, dtype=torch.float64).cpu().numpy()
-        dots = (flat[self.pair_a] * flat[self.pair_b]).sum(dim=1, dtype=torch.float64).cpu().numpy()
+        index = len(self.records)
+        derived = self._derived(node, result)
+        if derived is not None:
+            record = NodeRecord(index, n.name, label, node, module_name, *derived)
+        else:
+            record = self._measured(index, n.name, label, node, module_name, result, layout)
+        self.index[n.name] = record.index
+        self.records.append(record)
+        if result.requires_grad:
+            result.register_hook(self._grad_hook(record))
+
+    def _measured(
+        self,
+        index: int,
+        name: str,
+        label: str,
+        node: GraphNode,
+        module_name: str | None,
+        result: torch.Tensor,
+        layout: str,
+    ) -> NodeRecord:
+        """The statistics of ``result`` itself: squares and pair products summed in float64."""
+        flat = result.detach().reshape(self.batch, -1)
+        sq = torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64).cpu().numpy() ** 2
+        if self._slices is not None:
+            first, second = flat[self._slices[0]], flat[self._slices[1]]
+        else:
+            first, second = flat[self.pair_a], flat[self.pair_b]
+        dots = (first * second).sum(dim=1, dtype=torch.float64).cpu().numpy()
+        self._moments[index] = (tuple(result.shape), sq, dots)
         with np.errstate(invalid="ignore", divide="ignore"):
             c = dots / np.sqrt(sq[self._pa] * sq[self._pb])
         size = flat.shape[1]
@@ -226,17 +280,31 @@ class GraphRecorder(torch.fx.Interpreter):
             diag, cross = sq / size, dots / size
         else:
             diag, cross = _maps(result, layout, self.pair_a, self.pair_b)
-        record = NodeRecord(len(self.records), n.name, label, node, module_name, sq / size, c, diag, cross)
-        self.index[n.name] = record.index
-        self.records.append(record)
-        if result.requires_grad:
-            result.register_hook(self._grad_hook(record))
+        return NodeRecord(index, name, label, node, module_name, sq / size, c, diag, cross)
+
+    def _derived(
+        self, node: GraphNode, result: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """The statistics of a scaling by a non-zero constant s (``s^2`` times its input's, the same
+        correlations) or of a pass-through that keeps the shape (its input's), exactly, without touching the
+        tensor: ``(q_samples, c_pairs, diag, cross)``; None for any other node."""
+        if node.kind not in ("scale", "pass") or len(node.inputs) != 1:
+            return None
+        if node.scale == 0.0 or not math.isfinite(node.scale):
+            return None
+        source = self.records[node.inputs[0]]
+        moments = self._moments.get(source.index)
+        if moments is None or moments[0] != tuple(result.shape):
+            return None
+        s2 = node.scale**2
+        self._moments[len(self.records)] = (moments[0], s2 * moments[1], s2 * moments[2])
+        return s2 * source.q_samples, source.c_pairs.copy(), s2 * source.diag, s2 * source.cross
 
     @staticmethod
     def _grad_hook(record: NodeRecord):  # type: ignore[no-untyped-def]
         def hook(grad: torch.Tensor) -> None:
-            flat = grad.detach().reshape(grad.shape[0], -1).to(torch.float64)
-            record.grad_sq = flat.square().sum(dim=1).cpu().numpy()
+            flat = grad.detach().reshape(grad.shape[0], -1)
+            record.grad_sq = torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64).cpu().numpy() ** 2
 
         return hook
 

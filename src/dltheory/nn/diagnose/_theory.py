@@ -55,12 +55,15 @@ def weight_variances(module: nn.Module) -> tuple[float, float]:
     if key in _VARIANCES:
         return _VARIANCES[key]
     fan_in = int(weight.shape[1] * int(np.prod(weight.shape[2:], dtype=np.int64)))
-    sigma_w2 = float(weight.square().sum(dtype=torch.float64)) / weight.numel() * fan_in
-    sigma_b2 = (
-        float(bias.detach().square().sum(dtype=torch.float64)) / bias.numel() if bias is not None else 0.0
-    )
+    sigma_w2 = _sum_of_squares(weight) / weight.numel() * fan_in
+    sigma_b2 = _sum_of_squares(bias.detach()) / bias.numel() if bias is not None else 0.0
     _VARIANCES[key] = (sigma_w2, sigma_b2)
     return sigma_w2, sigma_b2
+
+
+def _sum_of_squares(tensor: torch.Tensor) -> float:
+    """``sum(x^2)`` accumulated in float64 (one pass over the tensor)."""
+    return float(torch.linalg.vector_norm(tensor, dtype=torch.float64)) ** 2
 
 
 def layer_params(trace: LayerTrace) -> ChainLayer:
