@@ -14,7 +14,7 @@ from torch import nn
 
 from dltheory.core.io import to_json
 from dltheory.nn.diagnose import DiagnoseError, diagnose
-from dltheory.nn.diagnose._graph import GraphRecorder, trace
+from dltheory.nn.diagnose._graph import GraphRecorder, linear_weight_grad_norm, trace
 from dltheory.nn.resnets import ResidualMLP, ResNet
 from dltheory.signalprop import residual_propagation
 
@@ -267,3 +267,60 @@ def test_diagnose_restores_the_garbage_collector():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("rows, fan_in, fan_out", [(16, 32, 24), (64, 4, 3), (6, 5, 7)])
+def test_linear_weight_grad_norm_is_the_norm_of_g_transpose_x(rows, fan_in, fan_out):
+    """||g^T x||_F from the Gram matrices (rows^2 <= fan_in fan_out) or directly: both equal the float64
+    norm of the weight gradient (float32 products: 1e-5)."""
+    g = torch.Generator().manual_seed(rows)
+    x = torch.randn(rows // 2, 2, fan_in, generator=g)  # a position axis: rows are batch x positions
+    grad = torch.randn(rows // 2, 2, fan_out, generator=g)
+    exact = float((grad.double().reshape(-1, fan_out).T @ x.double().reshape(-1, fan_in)).norm())
+    assert linear_weight_grad_norm(x, grad) == pytest.approx(exact, rel=1e-5)
+
+
+class _SharedBranch(nn.Module):
+    """A residual stack whose blocks reuse one Linear (its weight gradient sums over the calls) beside
+    single-call Linears and a Linear applied to a parameter (not computed from the input)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(21)
+        self.embed, self.shared, self.last = nn.Linear(12, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+        self.offset = nn.Parameter(torch.randn(1, 16, generator=g))
+        self.from_param = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        for _ in range(3):
+            h = h + self.shared(torch.tanh(h))
+        h = h + self.from_param(self.offset.expand(x.shape[0], 16))
+        return h + self.last(torch.tanh(h))
+
+
+@pytest.mark.parametrize("model", [ResidualMLP(12, 32, 6, sigma_b2=0.1), _SharedBranch()])
+def test_graph_mode_weight_gradient_norms_match_autograd(model):
+    """report.grad_norms (per layer call: the norm of its module's whole weight gradient) equal the norms
+    autograd gives for the diagnosis' read-out ``sum_b <f(x_b), v_b>``, whether they come from the hooks on
+    single-call Linear outputs or from the backward pass (shared and input-independent layers)."""
+    x = _inputs(16, 12, 22)
+    report = diagnose(model, x, jacobian=False)
+    assert report.mode == "graph"
+    out = model(x)
+    direction = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    grads = torch.autograd.grad((out * direction.to(out.dtype)).sum(), [m.weight for m in layers])
+    norms = {id(m): float(gr.double().norm()) for m, gr in zip(layers, grads, strict=True)}
+    expected = [norms[id(model.get_submodule(layer.name.split("#")[0]))] for layer in report.layers]
+    assert len(expected) >= len(layers)
+    np.testing.assert_allclose(report.grad_norms, expected, rtol=1e-5)
+    # which norms came from the hooks: every Linear of the ResidualMLP; of _SharedBranch only the two that
+    # are called once on signals computed from the input
+    traced = trace(model)
+    assert traced is not None
+    recorder = GraphRecorder(traced, 16, torch.tensor([0]), torch.tensor([1]))
+    recorder.run(x)
+    hooked = {name for name, m in model.named_modules() if m in recorder.weight_grads}
+    linears = {name for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    assert hooked == ({"embed", "last"} if isinstance(model, _SharedBranch) else linears)

@@ -167,12 +167,16 @@ def _measure(
         out = _forward(model, x, graph)
         measurement = _Measurement(recorder, out.detach(), {}, None, graph=graph)
         modules = list(dict.fromkeys(t.module for t in recorder.layers))
-        weights: list[torch.Tensor] = [m.weight for m in modules if m.weight.requires_grad]  # type: ignore[misc]
-        if len(weights) < len(modules):
+        trainable = [m for m in modules if m.weight.requires_grad]
+        if len(trainable) < len(modules):
             measurement.notes.append(
-                f"{len(modules) - len(weights)} layer weight(s) do not require grad: their gradient norm is "
-                "not measured"
+                f"{len(modules) - len(trainable)} layer weight(s) do not require grad: their gradient norm "
+                "is not measured"
             )
+        # in graph mode the hooks on single-call Linear outputs give their weight-gradient norms: the backward
+        # pass to the input then does not form (and hold) those weight gradients
+        from_hooks = graph.weight_grads if graph is not None and differentiable else {}
+        weights: list[torch.Tensor] = [m.weight for m in trainable if m not in from_hooks]  # type: ignore[misc]
         if not out.requires_grad:
             measurement.notes.append("the model output does not depend on its inputs through autograd")
             return measurement
@@ -187,6 +191,10 @@ def _measure(
     weight_grads = grads[1:] if differentiable else grads
     by_weight = {id(w): g for w, g in zip(weights, weight_grads, strict=True)}
     for m in modules:
+        if m in from_hooks:
+            norm = from_hooks[m].weight_grad_norm
+            measurement.weight_norms[m] = float("nan") if norm is None else norm
+            continue
         g = by_weight.get(id(m.weight))
         measurement.weight_norms[m] = (
             float(torch.linalg.vector_norm(g, dtype=torch.float64)) if g is not None else float("nan")

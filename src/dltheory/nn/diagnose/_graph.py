@@ -104,6 +104,7 @@ class NodeRecord:
     diag: np.ndarray
     cross: np.ndarray
     grad_sq: np.ndarray | None = None
+    weight_grad_norm: float | None = None
 
 
 def _layouts(graph_module: TracedModel) -> dict[str, str]:
@@ -161,6 +162,46 @@ def _positions(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
     return shape[1:-1] if layout == "last" else shape[2:]
 
 
+def _single_call_linears(graph_module: TracedModel) -> set[str]:
+    """Targets of the ``nn.Linear`` modules that the graph calls once and whose weight nothing else uses
+    (no other module holds it, no graph node reads it as an attribute): the gradient of such a weight is
+    that one call's ``g^T x``."""
+    calls: dict[str, int] = {}
+    attributes: list[str] = []
+    for node in graph_module.graph.nodes:
+        if node.op == "call_module":
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
+        elif node.op == "get_attr":
+            attributes.append(str(node.target))
+    holders: dict[int, int] = {}
+    for module in graph_module.modules.values():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor):
+            holders[id(weight)] = holders.get(id(weight), 0) + 1
+    return {
+        target
+        for target, count in calls.items()
+        if count == 1
+        and isinstance(module := graph_module.get_submodule(target), nn.Linear)
+        and holders.get(id(module.weight)) == 1
+        and not any(a == target or a.startswith(target + ".") for a in attributes)
+    }
+
+
+def linear_weight_grad_norm(layer_input: torch.Tensor, grad_output: torch.Tensor) -> float:
+    """``||dL/dW||_F`` of a Linear layer ``y = x W^T + b`` from its input ``x`` and the gradient ``g`` at
+    its output, rows running over the batch and any position axes: ``dL/dW = g^T x``. With fewer rows N than
+    the layer has weights per row pair (``N^2 <= fan_in fan_out``) it uses the N x N Gram matrices,
+    ``||g^T x||_F^2 = sum_ab (x x^T)_ab (g g^T)_ab``, a fraction of the cost of forming ``g^T x``. Products
+    in the tensors' dtype, the final sum in float64."""
+    x = layer_input.reshape(-1, layer_input.shape[-1])
+    g = grad_output.reshape(-1, grad_output.shape[-1]).to(x.dtype)
+    if x.shape[0] ** 2 <= x.shape[1] * g.shape[1]:
+        value = float(((x @ x.T) * (g @ g.T)).sum(dtype=torch.float64))
+        return math.sqrt(max(value, 0.0))
+    return float(torch.linalg.vector_norm(g.T @ x, dtype=torch.float64))
+
+
 def _as_slice(index: np.ndarray) -> slice | None:
     """``index`` as a slice when it is an increasing arithmetic progression (e.g. the default pairs
     (0, 1), (2, 3), ...: a view instead of a gathered copy), else None."""
@@ -203,6 +244,11 @@ class GraphRecorder(torch.fx.Interpreter):
         self._slices = _as_slices(self._pa, self._pb)
         # per record: the tensor's shape, its squared norm per input and dot product per tracked pair
         self._moments: dict[int, tuple[tuple[int, ...], np.ndarray, np.ndarray]] = {}
+        self._own_weight = _single_call_linears(graph_module)
+        self._from_input: set[int] = set()  # records computed from the model's (first) input
+        #: Linear modules whose weight-gradient norm the hook on their output computes (the backward pass
+        #: then need not form their weight gradients)
+        self.weight_grads: dict[nn.Module, NodeRecord] = {}
 
     def fetch_attr(self, target: str) -> Any:
         """The submodule ``target`` from the traced model's table (the base class walks the attribute
@@ -261,8 +307,29 @@ class GraphRecorder(torch.fx.Interpreter):
             record = self._measured(index, n.name, label, node, module_name, result, layout)
         self.index[n.name] = record.index
         self.records.append(record)
+        if (n.op == "placeholder" and index == 0) or any(i in self._from_input for i in inputs):
+            self._from_input.add(index)
         if result.requires_grad:
-            result.register_hook(self._grad_hook(record))
+            layer_input = self._own_weight_input(n, args, inputs)
+            if layer_input is not None:
+                self.weight_grads[self.graph_module.get_submodule(str(n.target))] = record
+            result.register_hook(self._grad_hook(record, layer_input))
+
+    def _own_weight_input(
+        self, n: torch.fx.Node, args: tuple[Any, ...], inputs: tuple[int, ...]
+    ) -> torch.Tensor | None:
+        """The input of a call of a Linear module with a trainable weight of its own (see
+        :func:`_single_call_linears`) that computes from the model's input (so that the backward pass to
+        the input reaches it), else None."""
+        if n.op != "call_module" or n.target not in self._own_weight or not args:
+            return None
+        if len(inputs) != 1 or inputs[0] not in self._from_input:
+            return None
+        module = self.graph_module.get_submodule(str(n.target))
+        x = args[0]
+        if not isinstance(x, torch.Tensor) or not module.weight.requires_grad:
+            return None
+        return x.detach()
 
     def _measured(
         self,
@@ -311,10 +378,12 @@ class GraphRecorder(torch.fx.Interpreter):
         return s2 * source.q_samples, source.c_pairs.copy(), s2 * source.diag, s2 * source.cross
 
     @staticmethod
-    def _grad_hook(record: NodeRecord):  # type: ignore[no-untyped-def]
+    def _grad_hook(record: NodeRecord, layer_input: torch.Tensor | None):  # type: ignore[no-untyped-def]
         def hook(grad: torch.Tensor) -> None:
             flat = grad.detach().reshape(grad.shape[0], -1)
             record.grad_sq = torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64).cpu().numpy() ** 2
+            if layer_input is not None:
+                record.weight_grad_norm = linear_weight_grad_norm(layer_input, grad.detach())
 
         return hook
 
