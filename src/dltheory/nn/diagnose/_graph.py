@@ -258,16 +258,6 @@ class GraphRecorder(torch.fx.Interpreter):
 
     # ------------------------------------------------------------------------------------ running
 
-    def run(self, *args: Any, **kwargs: Any) -> Any:
-        """Runs the graph (see :class:`torch.fx.Interpreter`), reading every layer's weight variances first:
-        in one pass over the weights this costs half of what it costs between the layers' computations."""
-        for node in self.graph_module.graph.nodes:
-            if node.op == "call_module":
-                module = self.graph_module.get_submodule(str(node.target))
-                if isinstance(module, LAYER_TYPES):
-                    weight_variances(module)
-        return super().run(*args, **kwargs)
-
     def run_node(self, n: torch.fx.Node) -> Any:
         with self._set_current_node(n):
             args, kwargs = self.fetch_args_kwargs_from_env(n)
