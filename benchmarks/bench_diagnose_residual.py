@@ -6,7 +6,9 @@ Gaussian inputs. One training step is forward + cross-entropy backward + SGD ste
 diagnosis is the default ``diagnose(model, x)``: torch.fx tracing, the recorded forward through the graph,
 one backward, the mean-field graph propagation (including the correlated Gaussian expectations of every
 activation at every tracked pair), the residual verdict, its extrapolation and the branch-scale
-recommendation. Both are timed in the same process, interleaved, and the best of ``repeats`` is kept.
+recommendation. Both are timed in the same process, interleaved, and the best of ``repeats`` is kept; the
+fastest diagnosis' phases (``report.timings``: tracing, recorded forward, backward, theory) show where its
+time goes.
 The issue's target: diagnose of a 1,000-block residual MLP costs <= 3x one training step.
 
 Run: python benchmarks/bench_diagnose_residual.py [--depth 1000] [--widths 512 256] [--batch 64] [--threads 1]
@@ -47,6 +49,7 @@ def time_diagnosis(model: torch.nn.Module, x: torch.Tensor) -> tuple[float, dict
         "blocks": None if res is None else res.blocks,
         "growth_measured": None if res is None else res.growth,
         "growth_predicted": None if res is None else res.growth_pred,
+        "timings": report.timings,
     }
 
 
@@ -67,12 +70,15 @@ def measure(args: argparse.Namespace, width: int) -> list[dict[str, object]]:
     x = torch.randn(args.batch, width, generator=generator)
     y = torch.randint(0, 10, (args.batch,), generator=generator)
     time_training_step(model, x[:2], y[:2])  # warm-up (allocator, kernels)
-    steps, diagnoses, info = [], [], {}
+    steps, diagnoses, infos = [], [], []
     for _ in range(args.repeats):
         steps.append(time_training_step(model, x, y))
         seconds, info = time_diagnosis(model, x)
         diagnoses.append(seconds)
+        infos.append(info)
     step, diag = min(steps), min(diagnoses)
+    info = infos[diagnoses.index(diag)]
+    timings: dict[str, float] = info["timings"]  # type: ignore[assignment]
     ratio = diag / step
     size = (
         f"{args.depth} {args.block} blocks ({activation}{', ' + args.norm + 'norm' if args.norm else ''}), "
@@ -83,6 +89,17 @@ def measure(args: argparse.Namespace, width: int) -> list[dict[str, object]]:
         f"width {width}: training step {step:.3f} s, diagnose {diag:.3f} s, ratio {ratio:.2f} "
         f"(target <= {TARGET_RATIO}); {info}"
     )
+    phases = [
+        {
+            "benchmark": "diagnose-residual",
+            "metric": f"diagnosis phase: {phase} (width {width})",
+            "value": timings[phase],
+            "unit": "s",
+            "note": f"{size}; report.timings of the fastest diagnosis",
+        }
+        for phase in ("trace", "forward", "backward", "theory")
+        if phase in timings
+    ]
     return [
         {
             "benchmark": "diagnose-residual",
@@ -103,6 +120,7 @@ def measure(args: argparse.Namespace, width: int) -> list[dict[str, object]]:
             "note": f"{note}; verdict {info.get('verdict')}, growth measured "
             f"{info.get('growth_measured'):.4g}, mean field {info.get('growth_predicted'):.4g}",
         },
+        *phases,
     ]
 
 

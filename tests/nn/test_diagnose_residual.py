@@ -324,3 +324,21 @@ def test_graph_mode_weight_gradient_norms_match_autograd(model):
     hooked = {name for name, m in model.named_modules() if m in recorder.weight_grads}
     linears = {name for name, m in model.named_modules() if isinstance(m, nn.Linear)}
     assert hooked == ({"embed", "last"} if isinstance(model, _SharedBranch) else linears)
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_report_times_its_phases(residual):
+    """report.timings: positive seconds for tracing, the forward and backward passes and the theory, which
+    add up to no more than the total (the rest is bookkeeping between them); also in to_dict."""
+    model = (
+        ResidualMLP(8, 16, 4)
+        if residual
+        else nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 4))
+    )
+    report = diagnose(model, _inputs(8, 8, 1))
+    assert report.mode == ("graph" if residual else "chain")
+    parts = ("trace", "forward", "backward", "theory")
+    assert set(report.timings) == {*parts, "total"}
+    assert all(report.timings[p] > 0 for p in parts)
+    assert sum(report.timings[p] for p in parts) <= report.timings["total"]
+    assert report.to_dict()["timings"] == report.timings

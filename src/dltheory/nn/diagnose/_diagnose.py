@@ -4,6 +4,7 @@ mean-field theory, judge and recommend (see :mod:`dltheory.nn.diagnose` for what
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class _Measurement:
     jacobian: JacobianStats | None
     notes: list[str] = field(default_factory=list)
     graph: GraphRecorder | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -163,9 +165,12 @@ def _measure(
     differentiable = x.is_floating_point()  # integer inputs (token ids) have no input-output Jacobian
     if differentiable:
         x.requires_grad_(True)
+    start = time.perf_counter()
     with recorder, torch.enable_grad():
         out = _forward(model, x, graph)
         measurement = _Measurement(recorder, out.detach(), {}, None, graph=graph)
+        measurement.seconds["forward"] = time.perf_counter() - start
+        start = time.perf_counter()
         modules = list(dict.fromkeys(t.module for t in recorder.layers))
         trainable = [m for m in modules if m.weight.requires_grad]
         if len(trainable) < len(modules):
@@ -201,6 +206,7 @@ def _measure(
         )
     if differentiable and grads[0] is not None:
         measurement.jacobian = _jacobian_mean(grads[0], x, out)
+    measurement.seconds["backward"] = time.perf_counter() - start
     return measurement
 
 
@@ -695,10 +701,12 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _diagnose(model: nn.Module, x: torch.Tensor, options: _Options) -> DiagnosisReport:
+    start = time.perf_counter()
     traced = unrolled(model) if is_fused(model) else model
     graph_module = trace(traced)
     skips = find_skip_connections(graph_module)
     structured = graph_module is not None and has_structure(graph_module)
+    traced_at = time.perf_counter()
     buffers = {name: b.detach().clone() for name, b in traced.named_buffers()}
     try:
         run = _measure(traced, x, options, graph_module if structured else None)
@@ -719,4 +727,13 @@ def _diagnose(model: nn.Module, x: torch.Tensor, options: _Options) -> Diagnosis
             f"{len(run.recorder.layers)} nn.Linear / nn.Conv2d layers (the same function, kernels copied)"
         )
     run.notes.extend(f"layer {s}: not measured" for s in run.recorder.skipped)
-    return _report(model, traced, x, run, skips, options)
+    measured_at = time.perf_counter()
+    report = _report(model, traced, x, run, skips, options)
+    end = time.perf_counter()
+    report.timings = {
+        "trace": traced_at - start,
+        **run.seconds,
+        "theory": end - measured_at,
+        "total": end - start,
+    }
+    return report

@@ -194,6 +194,10 @@ class DiagnosisReport:
     critical_tol: float = 0.05
     residual: ResidualDiagnosis | None = None
     mode: str = "chain"
+    #: wall-clock seconds of the diagnosis' phases: ``trace`` (unrolling fused stacks, torch.fx tracing),
+    #: ``forward`` and ``backward`` (the recorded passes), ``theory`` (predictions, verdict, recommendation,
+    #: the Jacobian spectrum if asked for) and ``total``
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def covered_links(self) -> int:
@@ -269,4 +273,5 @@ class DiagnosisReport:
             "notes": list(self.notes),
             "mode": self.mode,
             "residual": None if self.residual is None else self.residual.to_dict(),
+            "timings": dict(self.timings),
         }
