@@ -13,7 +13,8 @@ A page asks for generated content with a marker comment on a line of its own:
 - ``<!-- dltheory:claims EXPERIMENT/RECORD | TEXT -->``: the claims of one record whose name contains
   ``TEXT`` (all of them without ``| TEXT``), with a link to the record: prose quotes numbers this way;
 - ``<!-- dltheory:gpu-raw -->``: the earlier raw GPU results ``docs/results/gpu_*.json``;
-- ``<!-- dltheory:benchmarks -->``: the recorded benchmark files ``docs/results/benchmarks/*.json``.
+- ``<!-- dltheory:benchmarks -->``: the recorded benchmark files ``docs/results/benchmarks/*.json``;
+  ``<!-- dltheory:benchmarks NAME -->`` only ``NAME.json`` (prose elsewhere quotes a benchmark this way).
 
 It also serves MathJax from the site itself (copied from the ``django-static-mathjax`` wheel of the ``docs``
 extra), so pages render offline, and adds the nav entries of optional pages that exist.
@@ -141,7 +142,7 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
         if kind == "gpu-raw":
             return render_gpu_raw(docs_dir)
         if kind == "benchmarks":
-            return render_benchmarks(docs_dir)
+            return render_benchmarks(docs_dir, argument, page_dir)
         log.warning("%s: unknown generated-content marker %r", page.file.src_uri, kind)
         return match.group(0)
 
@@ -514,10 +515,14 @@ def render_gpu_raw(docs_dir: Path) -> str:
 # ------------------------------------------------------------------------------------- benchmarks
 
 
-def render_benchmarks(docs_dir: Path) -> str:
+def render_benchmarks(docs_dir: Path, name: str = "", page_dir: str = "") -> str:
     """Tables of the recorded benchmark files ``docs/results/benchmarks/<name>.json`` (written by
-    ``python benchmarks/run_all.py --record``), each with the machine and date it was measured on."""
-    files = sorted((docs_dir / "results" / "benchmarks").glob("*.json"))
+    ``python benchmarks/run_all.py --record``), each with the machine and date it was measured on; only
+    ``name`` if given (with links relative to the page's folder ``page_dir``)."""
+    files = sorted((docs_dir / "results" / "benchmarks").glob(f"{name or '*'}.json"))
+    if name and not files:
+        log.warning("no recorded benchmark %r under docs/results/benchmarks", name)
+        return f"**Benchmark `{name}` not recorded yet** (`python benchmarks/run_all.py --record {name}`).\n"
     if not files:
         return (
             "**No recorded benchmark yet.** On a quiet machine run `make bench` and then "
@@ -528,8 +533,9 @@ def render_benchmarks(docs_dir: Path) -> str:
     out = []
     for path in files:
         payload = json.loads(path.read_text())
-        name = payload.get("name", path.stem)
-        out.append(f"## `{name}` {{ #bench-{re.sub(r'[^a-z0-9]+', '-', name.lower())} }}\n")
+        title = str(payload.get("name", path.stem))
+        if not name:  # the Benchmarks page: one section per file
+            out.append(f"## `{title}` {{ #bench-{re.sub(r'[^a-z0-9]+', '-', title.lower())} }}\n")
         machine = payload.get("machine") or {}
         out.append(
             f"Measured {str(payload.get('date', '?'))[:19].replace('T', ' ')} on {_cell(_machine(payload))}"
@@ -540,7 +546,7 @@ def render_benchmarks(docs_dir: Path) -> str:
             )
             + (f", commit `{str(payload['commit'])[:12]}`" if payload.get("commit") else "")
             + (f" (`{payload['command']}`)" if payload.get("command") else "")
-            + f". [Raw file](results/benchmarks/{path.name}).\n"
+            + f". [Raw file]({posixpath.relpath('results/benchmarks/' + path.name, page_dir or '.')}).\n"
         )
         rows = rows_of(payload.get("result", payload))
         if not rows:

@@ -57,6 +57,10 @@ def test_record_benchmarks_and_render_them(tmp_path: Path, monkeypatch: pytest.M
     assert "phase diagram" in page and "26,000 x" in page and "| yes |" in page
     assert payload["machine"]["cpu_model"] in page
     assert "No recorded benchmark yet" in hook.render_benchmarks(tmp_path / "empty")
+    # one benchmark, quoted on a page in a sub-folder: its table only, the raw-file link relative to the page
+    one = hook.render_benchmarks(docs, "signalprop", "residual")
+    assert "phase diagram" in one and "](../results/benchmarks/signalprop.json)" in one
+    assert "not recorded yet" in hook.render_benchmarks(docs, "missing", "residual")
 
 
 def test_records_render_with_claims_and_figures(tmp_path: Path, hook) -> None:

@@ -38,7 +38,12 @@ branch multiplier that brings the predicted growth to 2 (``kind="branch_scale"``
 ``.apply``). Models that cannot be traced are diagnosed with hooks, as chains.
 
 The model runs in its current mode (train / eval); buffers (batch-norm running statistics) are restored
-afterwards and no ``.grad`` is written.
+afterwards and no ``.grad`` is written. ``report.timings`` gives the seconds of each phase (``trace``,
+``forward``, ``backward``, ``theory``, ``total``). Cost: in graph mode the weight-gradient norm of a Linear
+layer called once comes from the hook on its output (``||g^T x||`` via the batch Gram matrices), so the
+backward pass forms only the gradients the statistics need; the cost relative to a training step of a
+1,000-block residual MLP is measured by benchmarks/bench_diagnose_residual.py (recorded on the Benchmarks
+page): the per-node work of the diagnosis barely depends on the width, so it weighs most in narrow networks.
 
 Layout: this package's public face is :func:`diagnose`, :class:`DiagnosisReport`, :class:`Recommendation`
 and :class:`DiagnoseError`; behind it ``_trace`` (hooks), ``_theory`` (weights -> mean-field parameters),
