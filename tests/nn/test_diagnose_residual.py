@@ -342,3 +342,30 @@ def test_report_times_its_phases(residual):
     assert all(report.timings[p] > 0 for p in parts)
     assert sum(report.timings[p] for p in parts) <= report.timings["total"]
     assert report.to_dict()["timings"] == report.timings
+
+
+class _TokenResidual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(40, 16)
+        self.branch, self.head = nn.Linear(16, 16), nn.Linear(16, 4)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.embed(tokens).mean(dim=1)
+        h = h + self.branch(torch.tanh(h))
+        return self.head(torch.tanh(h))
+
+
+def test_graph_mode_weight_gradient_norms_with_integer_inputs():
+    """Token ids have no gradient: the backward pass then forms the weight gradients itself (no hooks),
+    and their norms still match autograd's."""
+    torch.manual_seed(0)
+    model = _TokenResidual()
+    tokens = torch.randint(0, 40, (8, 5), generator=torch.Generator().manual_seed(1))
+    report = diagnose(model, tokens)
+    assert report.mode == "graph" and report.jacobian is None
+    out = model(tokens)
+    direction = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    weights = [model.branch.weight, model.head.weight]
+    grads = torch.autograd.grad((out * direction.to(out.dtype)).sum(), weights)
+    np.testing.assert_allclose(report.grad_norms, [float(g.double().norm()) for g in grads], rtol=1e-5)

@@ -160,9 +160,13 @@ def _measure(
     the backward pass of the random read-out ``sum_b <f(x_b), v_b>``."""
     pair_a, pair_b = torch.from_numpy(options.pair_a), torch.from_numpy(options.pair_b)
     recorder = Recorder(model, x.shape[0], pair_a, pair_b, light=graph_module is not None)
-    graph = GraphRecorder(graph_module, x.shape[0], pair_a, pair_b) if graph_module is not None else None
-    x = x.detach().clone()
     differentiable = x.is_floating_point()  # integer inputs (token ids) have no input-output Jacobian
+    graph = (
+        GraphRecorder(graph_module, x.shape[0], pair_a, pair_b, weight_grads=differentiable)
+        if graph_module is not None
+        else None
+    )
+    x = x.detach().clone()
     if differentiable:
         x.requires_grad_(True)
     start = time.perf_counter()
@@ -180,7 +184,7 @@ def _measure(
             )
         # in graph mode the hooks on single-call Linear outputs give their weight-gradient norms: the backward
         # pass to the input then does not form (and hold) those weight gradients
-        from_hooks = graph.weight_grads if graph is not None and differentiable else {}
+        from_hooks = graph.weight_grads if graph is not None else {}
         weights: list[torch.Tensor] = [m.weight for m in trainable if m not in from_hooks]  # type: ignore[misc]
         if not out.requires_grad:
             measurement.notes.append("the model output does not depend on its inputs through autograd")

@@ -229,9 +229,20 @@ def _scalar(value: Any) -> float | None:
 
 
 class GraphRecorder(torch.fx.Interpreter):
-    """Runs a traced model and records every batch tensor (see the module docstring)."""
+    """Runs a traced model and records every batch tensor (see the module docstring). With
+    ``weight_grads`` the gradient hooks on the outputs of single-call Linear layers also compute the norm
+    of the layer's weight gradient (:attr:`weight_grads`: module -> record), for a backward pass that
+    reaches the model's input."""
 
-    def __init__(self, graph_module: TracedModel, batch: int, pair_a: torch.Tensor, pair_b: torch.Tensor):
+    def __init__(
+        self,
+        graph_module: TracedModel,
+        batch: int,
+        pair_a: torch.Tensor,
+        pair_b: torch.Tensor,
+        *,
+        weight_grads: bool = True,
+    ):
         super().__init__(graph_module.root, graph=graph_module.graph)
         self.graph_module = graph_module
         self.batch = batch
@@ -244,7 +255,7 @@ class GraphRecorder(torch.fx.Interpreter):
         self._slices = _as_slices(self._pa, self._pb)
         # per record: the tensor's shape, its squared norm per input and dot product per tracked pair
         self._moments: dict[int, tuple[tuple[int, ...], np.ndarray, np.ndarray]] = {}
-        self._own_weight = _single_call_linears(graph_module)
+        self._own_weight = _single_call_linears(graph_module) if weight_grads else set()
         self._from_input: set[int] = set()  # records computed from the model's (first) input
         #: Linear modules whose weight-gradient norm the hook on their output computes (the backward pass
         #: then need not form their weight gradients)
@@ -333,6 +344,8 @@ class GraphRecorder(torch.fx.Interpreter):
     ) -> NodeRecord:
         """The statistics of ``result`` itself: squares and pair products summed in float64."""
         flat = result.detach().reshape(self.batch, -1)
+        if not flat.is_floating_point():  # e.g. token ids
+            flat = flat.to(torch.float64)
         sq = torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64).cpu().numpy() ** 2
         if self._slices is not None:
             first, second = flat[self._slices[0]], flat[self._slices[1]]
