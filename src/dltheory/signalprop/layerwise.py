@@ -286,7 +286,7 @@ class GaussianMaps:
         c_in = c[inside]
         order = series_order(c_in)
         points = np.log(np.concatenate([q1[inside], q2[inside]]))
-        if order < TABLE_ORDER // 4:
+        if order < TABLE_ORDER // 4:  # a short prefix: evaluating only its columns is cheaper than scipy's
             coefficients = _spline_prefix(self.tables.hermite, points, order + 1)
         else:
             coefficients = self.tables.hermite(points)[:, : order + 1]

@@ -4,8 +4,10 @@ how they connect, and what every intermediate tensor looked like.
 :func:`trace` symbolically traces the model; :class:`GraphRecorder` runs the traced graph on the inputs
 (a ``torch.fx.Interpreter``) and, for every node whose output is a batch tensor, records at once (before
 any in-place op changes it) the per-input mean square, the pair correlations and the per-position maps
-(means over features, as :mod:`dltheory.nn.diagnose._trace` does for layers), registers a hook for its
-squared gradient, and classifies the operation for the torch-free mean-field rules of
+(means over features, as :mod:`dltheory.nn.diagnose._trace` does for layers; a scaling by a constant or a
+pass-through that keeps the shape takes them exactly from its input's), registers a hook for its squared
+gradient (on the output of a Linear layer called once, also the norm of its weight gradient), and
+classifies the operation for the torch-free mean-field rules of
 :mod:`dltheory.signalprop.graph`: dense (Linear / Conv), activation, addition, scaling by a constant,
 LayerNorm / RMSNorm / one-group GroupNorm, shape-only pass-through, or opaque (with the reason, e.g.
 BatchNorm, attention, pooling).
@@ -190,10 +192,10 @@ def _single_call_linears(graph_module: TracedModel) -> set[str]:
 
 def linear_weight_grad_norm(layer_input: torch.Tensor, grad_output: torch.Tensor) -> float:
     """``||dL/dW||_F`` of a Linear layer ``y = x W^T + b`` from its input ``x`` and the gradient ``g`` at
-    its output, rows running over the batch and any position axes: ``dL/dW = g^T x``. With fewer rows N than
-    the layer has weights per row pair (``N^2 <= fan_in fan_out``) it uses the N x N Gram matrices,
-    ``||g^T x||_F^2 = sum_ab (x x^T)_ab (g g^T)_ab``, a fraction of the cost of forming ``g^T x``. Products
-    in the tensors' dtype, the final sum in float64."""
+    its output, rows running over the batch and any position axes: ``dL/dW = g^T x``. When the N rows are
+    few (``N^2 <= fan_in fan_out``) it uses the N x N Gram matrices, ``||g^T x||_F^2 = sum_ab (x x^T)_ab
+    (g g^T)_ab``, a fraction of the cost of forming ``g^T x``. Products in the tensors' dtype, the final sum
+    in float64."""
     x = layer_input.reshape(-1, layer_input.shape[-1])
     g = grad_output.reshape(-1, grad_output.shape[-1]).to(x.dtype)
     if x.shape[0] ** 2 <= x.shape[1] * g.shape[1]:
