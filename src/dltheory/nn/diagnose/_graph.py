@@ -255,8 +255,7 @@ class GraphRecorder(torch.fx.Interpreter):
         self.output_index: int | None = None
         self.layout = _layouts(graph_module)
         self._slices = _as_slices(self._pa, self._pb)
-        # per record: the tensor's shape, its squared norm per input and dot product per tracked pair
-        self._moments: dict[int, tuple[tuple[int, ...], np.ndarray, np.ndarray]] = {}
+        self._shapes: dict[int, tuple[int, ...]] = {}  # shape of each measured or derived record's tensor
         self._own_weight = _single_call_linears(graph_module) if weight_grads else set()
         self._from_input: set[int] = set()  # records computed from the model's (first) input
         #: Linear modules whose weight-gradient norm the hook on their output computes (the backward pass
@@ -354,7 +353,7 @@ class GraphRecorder(torch.fx.Interpreter):
         else:
             first, second = flat[self.pair_a], flat[self.pair_b]
         dots = (first * second).sum(dim=1, dtype=torch.float64).cpu().numpy()
-        self._moments[index] = (tuple(result.shape), sq, dots)
+        self._shapes[index] = tuple(result.shape)
         with np.errstate(invalid="ignore", divide="ignore"):
             c = dots / np.sqrt(sq[self._pa] * sq[self._pb])
         size = flat.shape[1]
@@ -375,11 +374,10 @@ class GraphRecorder(torch.fx.Interpreter):
         if node.scale == 0.0 or not math.isfinite(node.scale):
             return None
         source = self.records[node.inputs[0]]
-        moments = self._moments.get(source.index)
-        if moments is None or moments[0] != tuple(result.shape):
+        if self._shapes.get(source.index) != tuple(result.shape):
             return None
         s2 = node.scale**2
-        self._moments[len(self.records)] = (moments[0], s2 * moments[1], s2 * moments[2])
+        self._shapes[len(self.records)] = tuple(result.shape)
         return s2 * source.q_samples, source.c_pairs.copy(), s2 * source.diag, s2 * source.cross
 
     @staticmethod
