@@ -312,15 +312,17 @@ class GraphRecorder(torch.fx.Interpreter):
         if (n.op == "placeholder" and index == 0) or any(i in self._from_input for i in inputs):
             self._from_input.add(index)
         if result.requires_grad:
-            layer_input = self._own_weight_input(n, args, inputs)
-            if layer_input is not None:
-                self.weight_grads[self.graph_module.get_submodule(str(n.target))] = record
+            layer = self._own_weight_layer(n, args, inputs)
+            layer_input = None
+            if layer is not None:
+                module, layer_input = layer
+                self.weight_grads[module] = record
             result.register_hook(self._grad_hook(record, layer_input))
 
-    def _own_weight_input(
+    def _own_weight_layer(
         self, n: torch.fx.Node, args: tuple[Any, ...], inputs: tuple[int, ...]
-    ) -> torch.Tensor | None:
-        """The input of a call of a Linear module with a trainable weight of its own (see
+    ) -> tuple[nn.Module, torch.Tensor] | None:
+        """The module and input of a call of a Linear module with a trainable weight of its own (see
         :func:`_single_call_linears`) that computes from the model's input (so that the backward pass to
         the input reaches it), else None."""
         if n.op != "call_module" or n.target not in self._own_weight or not args:
@@ -331,7 +333,7 @@ class GraphRecorder(torch.fx.Interpreter):
         x = args[0]
         if not isinstance(x, torch.Tensor) or not module.weight.requires_grad:
             return None
-        return x.detach()
+        return module, x.detach()
 
     def _measured(
         self,
